@@ -1,0 +1,46 @@
+"""Shared, session-scoped clusters: starting Ray or Spark is expensive.
+
+Ray allows one cluster connection per driver process, so the whole pytest
+process shares one Ray cluster: by default the launcher's embedded
+Ray-on-Spark cluster (real Spark ``local-cluster`` + real Ray worker nodes).
+Set ``RAP_TEST_RAY=local`` for a quick inner loop on a plain local Ray
+(``make test`` never sets it). Tests that need a cluster of their own (launch,
+shutdown, driver crash) start it in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+def _start_local_ray() -> Iterator[dict]:
+    import ray
+
+    # Deliberate auth choice, as the launcher does: no stray ~/.ray/auth_token.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield {"kind": "local", "address": None, "launcher": None}
+    finally:
+        ray.shutdown()
+
+
+def _start_ray_on_spark() -> Iterator[dict]:
+    from launcher import RayOnSpark
+
+    # One executor is kept free for Spark jobs (examples and benchmarks run
+    # Spark UDFs next to Ray): a hybrid cluster, as on a shared Spark cluster.
+    with RayOnSpark(reserve_workers_for_spark=1, progress=False) as cluster:
+        yield {"kind": "ray-on-spark", "address": cluster.address, "launcher": cluster}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[dict]:
+    """A connected Ray cluster shared by every test in the session."""
+    if os.environ.get("RAP_TEST_RAY") == "local":
+        yield from _start_local_ray()
+    else:
+        yield from _start_ray_on_spark()

@@ -1,0 +1,532 @@
+"""``RayOnSpark``: start, wait for, connect to and always tear down a Ray-on-Spark cluster."""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, TextIO
+
+from launcher import _embedded, _hook, _processes
+from launcher._planner import ClusterPlan, ClusterSpec, plan_cluster
+from launcher._spark_info import check_supported_master
+from launcher._validate import check_int, check_number
+
+AUTH_MODES = ("token", "disabled")
+_STATE_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+class LaunchError(RuntimeError):
+    """The cluster could not be started; everything started so far was stopped."""
+
+
+def _setup_ray_cluster_parameters() -> set[str]:
+    from ray.util.spark import setup_ray_cluster
+
+    return set(inspect.signature(setup_ray_cluster).parameters) - {"kwargs"}
+
+
+class _Progress:
+    """Prints one line every few seconds while a launch waits, to ``stream``."""
+
+    def __init__(self, enabled: bool, stream: TextIO | None = None) -> None:
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+
+    def say(self, message: str) -> None:
+        if self.enabled:
+            elapsed = time.monotonic() - self.started
+            print(f"[ray-on-spark {elapsed:5.1f}s] {message}", file=self.stream, flush=True)
+
+
+class RayOnSpark:
+    """A Ray cluster on Spark: planned, started, waited for, connected and torn down.
+
+    With no SparkSession given and none active, it starts the *embedded
+    default*: a real ``local-cluster`` Spark on this machine, one executor per
+    core, each hosting one Ray worker node. With a SparkSession (standalone,
+    YARN, Databricks) it plans from that session.
+
+    Teardown is guaranteed: on :meth:`shutdown`, when a ``with`` block exits
+    (also by exception or Ctrl-C), on SIGTERM and at interpreter exit. Only
+    processes this launch started are stopped.
+
+    Args:
+        plan: A plan from :func:`plan_cluster`; made from the Spark cluster when ``None``.
+        spark: The SparkSession to use; the active one, or the embedded default, when ``None``.
+        mode: Planner mode when ``plan`` is ``None`` (``"isolated"``, ``"hybrid"``, ``"gpu"``).
+        reserve_workers_for_spark: Workers (embedded: executors) left to Spark jobs;
+            implies ``mode="hybrid"``.
+        embedded_workers: Ray worker nodes of the embedded cluster (default: one per core).
+        auth: ``"token"`` (a fresh token per cluster, in a 0600 file) or ``"disabled"``.
+        ready_timeout_s: How long to wait for the planned worker nodes once the head is up.
+        progress: Print progress lines to stderr while starting.
+        connect: Connect this process to the cluster (``ray.init``) once it is ready.
+        **overrides: Extra or replacement keyword arguments for ``setup_ray_cluster``
+            (e.g. ``collect_log_to_path``).
+
+    Raises:
+        TypeError: An argument has the wrong type or an override is unknown.
+        ValueError: An argument is out of range or contradicts ``plan``.
+
+    Examples:
+        >>> with RayOnSpark() as cluster:  # doctest: +SKIP
+        ...     print(cluster.address)
+        127.0.0.1:9234
+    """
+
+    def __init__(
+        self,
+        plan: ClusterPlan | None = None,
+        spark: Any = None,
+        *,
+        mode: str | None = None,
+        reserve_workers_for_spark: int = 0,
+        embedded_workers: int | None = None,
+        auth: str = "token",
+        ready_timeout_s: float = 300.0,
+        progress: bool = True,
+        connect: bool = True,
+        **overrides: Any,
+    ) -> None:
+        if plan is not None and not isinstance(plan, ClusterPlan):
+            msg = f"'plan' must be a ClusterPlan or None, got {plan!r} ({type(plan).__name__})"
+            raise TypeError(msg)
+        check_int("reserve_workers_for_spark", reserve_workers_for_spark, minimum=0)
+        if embedded_workers is not None:
+            check_int("embedded_workers", embedded_workers, minimum=1)
+        if plan is not None and (mode is not None or reserve_workers_for_spark):
+            msg = "'mode' and 'reserve_workers_for_spark' come from 'plan' when a plan is given"
+            raise ValueError(msg)
+        if mode is not None and mode not in ("isolated", "hybrid", "gpu"):
+            msg = f"'mode' must be 'isolated', 'hybrid' or 'gpu', got {mode!r}"
+            raise ValueError(msg)
+        if auth not in AUTH_MODES:
+            msg = f"'auth' must be one of {AUTH_MODES}, got {auth!r}"
+            raise ValueError(msg)
+        check_number("ready_timeout_s", ready_timeout_s, positive=True)
+        unknown = set(overrides) - _setup_ray_cluster_parameters()
+        if unknown:
+            msg = (
+                f"unknown setup_ray_cluster argument(s): {', '.join(sorted(unknown))}; "
+                "see ray.util.spark.setup_ray_cluster for the accepted names"
+            )
+            raise TypeError(msg)
+        if spark is not None:
+            check_supported_master(spark)
+
+        self._plan = plan
+        self._spark = spark
+        self._mode = mode
+        self._reserve = reserve_workers_for_spark
+        self._embedded_workers = embedded_workers
+        self._auth = auth
+        self._ready_timeout_s = float(ready_timeout_s)
+        self._connect = connect
+        self._overrides = overrides
+        self._progress = _Progress(progress)
+
+        self._address: str | None = None
+        self._remote_address: str | None = None
+        self._owns_spark = False
+        self._state: _hook.LaunchState | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._preexisting_children: set[_processes.ProcessKey] = set()
+        self._previous_sigterm: Any = None
+        self._shutdown_lock = threading.RLock()
+        self.timings: dict[str, float] = {}
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def address(self) -> str:
+        """The cluster's GCS address (``host:port``) for ``ray.init(address=...)``."""
+        if self._address is None:
+            raise RuntimeError("the cluster is not running: call start() first")
+        return self._address
+
+    @property
+    def remote_address(self) -> str:
+        """The Ray Client address (``ray://host:port``) for drivers on other machines."""
+        if self._remote_address is None:
+            raise RuntimeError("the cluster is not running: call start() first")
+        return self._remote_address
+
+    @property
+    def spark(self) -> Any:
+        """The SparkSession hosting the Ray worker nodes."""
+        if self._spark is None:
+            raise RuntimeError("no SparkSession yet: call start() first")
+        return self._spark
+
+    @property
+    def plan(self) -> ClusterPlan:
+        """The plan the cluster was (or will be) started with."""
+        if self._plan is None:
+            raise RuntimeError("the plan is made in start(); call start() first")
+        return self._plan
+
+    @property
+    def running(self) -> bool:
+        """True between a successful :meth:`start` and :meth:`shutdown`."""
+        return self._address is not None
+
+    @property
+    def job_groups(self) -> list[str]:
+        """Spark job groups hosting Ray worker nodes (one per node started so far)."""
+        if self._state is None:
+            return []
+        with self._state.lock:
+            return list(self._state.job_groups)
+
+    def __enter__(self) -> RayOnSpark:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def start(self) -> RayOnSpark:
+        """Start the cluster, wait until its worker nodes are alive and connect to it.
+
+        Returns:
+            ``self``, running.
+
+        Raises:
+            RuntimeError: Ray is already initialised in this process, or a cluster is
+                already running.
+            LaunchError: The cluster did not come up; everything started was stopped.
+        """
+        self._check_can_start()
+        began = time.monotonic()
+        self._preexisting_children = _processes.descendants()
+        self._state = _hook.LaunchState(node_env={}, temp_root=tempfile.mkdtemp(prefix="rap-"))
+        _hook.activate(self._state)
+        atexit.register(self.shutdown)
+        self._install_sigterm_handler()
+        try:
+            self._prepare_plan_and_spark()
+            self._start_ray()
+            self._wait_ready()
+        except BaseException as error:
+            self._progress.say(f"start failed ({type(error).__name__}); cleaning up")
+            self.shutdown()
+            if isinstance(error, Exception) and not isinstance(error, LaunchError):
+                raise LaunchError(f"Ray-on-Spark cluster did not start: {error}") from error
+            raise
+        self.timings["start_s"] = time.monotonic() - began
+        self._progress.say(f"ready at {self._address} in {self.timings['start_s']:.1f}s")
+        return self
+
+    def shutdown(self) -> None:
+        """Disconnect, stop the Ray cluster and, if embedded, Spark; idempotent."""
+        with self._shutdown_lock:
+            state = self._state
+            if state is None:
+                return
+            began = time.monotonic()
+            owned = self._owned_processes()
+            try:
+                self._stop_ray()
+                if self._owns_spark and self._spark is not None:
+                    self._stop_spark()
+                leftovers = _processes.wait_gone(owned, timeout_s=30)
+                if leftovers:
+                    # Graceful paths failed (a hung node); stop what we started, by PID.
+                    _processes.stop({(p.pid, p.create_time()) for p in leftovers})
+            finally:
+                self._restore_environment()
+                _hook.activate(None)
+                self._state = None
+                self._address = None
+                self._remote_address = None
+                shutil.rmtree(state.temp_root, ignore_errors=True)
+                self._uninstall_sigterm_handler()
+                atexit.unregister(self.shutdown)
+            self.timings["shutdown_s"] = time.monotonic() - began
+
+    # ---------------------------------------------------------------- helpers
+
+    def _check_can_start(self) -> None:
+        import ray
+        from ray.util.spark import cluster_init
+
+        if self._state is not None:
+            raise RuntimeError("this RayOnSpark is already running; call shutdown() first")
+        if ray.is_initialized():
+            msg = (
+                "Ray is already initialised in this process (ray.init was called); "
+                "call ray.shutdown() before starting a Ray-on-Spark cluster"
+            )
+            raise RuntimeError(msg)
+        if _hook.current() is not None or cluster_init._active_ray_cluster is not None:
+            msg = (
+                "a Ray-on-Spark cluster is already running in this process; shut it down "
+                "first (one cluster per driver process)"
+            )
+            raise RuntimeError(msg)
+
+    def _prepare_plan_and_spark(self) -> None:
+        assert self._state is not None
+        spark = self._spark
+        if spark is None:
+            from pyspark.sql import SparkSession
+
+            spark = SparkSession.getActiveSession()
+        if spark is None:
+            layout = _embedded.layout_for_machine(self._embedded_workers, self._reserve)
+            if self._plan is None:
+                self._plan = _embedded.plan_for_layout(layout)
+            self._state.node_env.update(self._node_env(local_nodes=True))
+            self._progress.say(
+                f"starting embedded Spark {layout.master} "
+                f"({layout.ray_workers} for Ray, {layout.spark_only_executors} for Spark)"
+            )
+            t0 = time.monotonic()
+            self._spark = _embedded.start_spark(
+                layout, self._state.temp_root, self._state.node_env
+            )
+            self._owns_spark = True
+            self.timings["spark_start_s"] = time.monotonic() - t0
+        else:
+            check_supported_master(spark)
+            self._spark = spark
+            if self._plan is None:
+                self._progress.say("reading the Spark cluster to plan Ray on it")
+                spec = ClusterSpec.from_spark(spark)
+                mode = self._mode or ("hybrid" if self._reserve else "isolated")
+                self._plan = plan_cluster(
+                    spec, mode=mode, reserve_workers_for_spark=self._reserve
+                )
+            local = spark.sparkContext.master.startswith("local-cluster[") or all(
+                h in ("127.0.0.1", "localhost") for h in _executor_hosts_safe(spark)
+            )
+            self._state.node_env.update(self._node_env(local_nodes=local))
+        for warning in self._plan.warnings:
+            self._progress.say(f"plan warning: {warning}")
+
+    def _node_env(self, *, local_nodes: bool) -> dict[str, str]:
+        """Environment for this driver and every Ray node: auth, PATH, no usage stats."""
+        assert self._state is not None
+        env = {"RAY_USAGE_STATS_ENABLED": "0"}
+        if self._auth == "token":
+            token = secrets.token_hex(32)
+            token_path = os.path.join(self._state.temp_root, "auth_token")
+            fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(token)
+            env["RAY_AUTH_MODE"] = "token"
+            if local_nodes:
+                env["RAY_AUTH_TOKEN_PATH"] = token_path
+            else:
+                # Remote executors cannot read this host's file: the token travels
+                # inside the Spark task that starts each node (see the docs).
+                env["RAY_AUTH_TOKEN"] = token
+            self._set_env("RAY_AUTH_TOKEN_PATH", token_path)
+            self._set_env("RAY_AUTH_TOKEN", None)
+        else:
+            # Explicitly disabled: a stray ~/.ray/auth_token must not switch token
+            # auth on for some processes and not others.
+            env["RAY_AUTH_MODE"] = "disabled"
+            self._set_env("RAY_AUTH_TOKEN_PATH", None)
+            self._set_env("RAY_AUTH_TOKEN", None)
+        if local_nodes:
+            # ray.util.spark's node starter runs `ray` found on PATH.
+            bin_dir = os.path.dirname(sys.executable)
+            env["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        for key, value in env.items():
+            self._set_env(key, value)
+        self._set_env("RAY_ON_SPARK_START_HOOK", _hook.HOOK_PATH)
+        _refresh_ray_auth_config()
+        return env
+
+    def _set_env(self, key: str, value: str | None) -> None:
+        if key not in self._saved_env:
+            self._saved_env[key] = os.environ.get(key)
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+    def _restore_environment(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
+        os.environ.pop("RAY_ADDRESS", None)
+        _refresh_ray_auth_config()
+
+    def _start_ray(self) -> None:
+        from ray.util.spark import cluster_init, setup_ray_cluster
+
+        assert self._plan is not None and self._state is not None
+        kwargs = {**self._plan.setup_kwargs, **self._overrides}
+        kwargs.setdefault("ray_temp_root_dir", self._state.temp_root)
+        # Install Ray-on-Spark's SIGTERM handler from the main thread now, so our
+        # handler stays the outer one and runs after Ray's.
+        cluster_init._install_sigterm_signal()
+        stop_reporting = threading.Event()
+        reporter = threading.Thread(
+            target=self._report_while_starting, args=(stop_reporting,), daemon=True
+        )
+        reporter.start()
+        t0 = time.monotonic()
+        try:
+            self._address, self._remote_address = setup_ray_cluster(**kwargs)
+        finally:
+            stop_reporting.set()
+            reporter.join(timeout=5)
+        self.timings["setup_ray_cluster_s"] = time.monotonic() - t0
+
+    def _report_while_starting(self, stop: threading.Event) -> None:
+        assert self._state is not None
+        state = self._state
+        while not stop.wait(5.0):
+            if state.cluster_handle is None:
+                self._progress.say("starting the Ray head node on the Spark driver")
+            else:
+                self._progress.say(
+                    f"head up; Spark jobs for {len(state.job_groups)}/"
+                    f"{self.plan.ray_workers} Ray worker nodes submitted, waiting for them"
+                )
+
+    def _wait_ready(self) -> None:
+        import ray
+
+        assert self._plan is not None
+        t0 = time.monotonic()
+        ray.init(address=self._address, log_to_driver=False)
+        wanted = self._plan.min_ray_workers
+        deadline = time.monotonic() + self._ready_timeout_s
+        last = -1
+        while True:
+            alive = count_alive_workers()
+            if alive != last:
+                self._progress.say(f"Ray worker nodes alive: {alive}/{wanted}")
+                last = alive
+            if alive >= wanted:
+                break
+            if time.monotonic() > deadline:
+                msg = (
+                    f"only {alive} of {wanted} Ray worker nodes came up within "
+                    f"{self._ready_timeout_s:g}s; the Spark cluster may lack free executors "
+                    "(see 'Troubleshooting' in the docs)"
+                )
+                raise LaunchError(msg)
+            time.sleep(1.0)
+        if not self._connect:
+            ray.shutdown()
+        self.timings["wait_ready_s"] = time.monotonic() - t0
+
+    def _owned_processes(self) -> set[_processes.ProcessKey]:
+        owned = _processes.descendants() - self._preexisting_children
+        if self._state is not None:
+            owned |= _processes.processes_mentioning(self._state.temp_root)
+        return owned
+
+    def _stop_ray(self) -> None:
+        import ray
+        from ray.util.spark import cluster_init
+
+        try:
+            ray.shutdown()
+        finally:
+            active = cluster_init._active_ray_cluster
+            if active is not None:
+                cluster_init.shutdown_ray_cluster()
+                # Ray terminates the head's starter process but never reaps it.
+                try:
+                    active.head_proc.wait(timeout=30)
+                except Exception:
+                    pass
+
+    def _stop_spark(self) -> None:
+        try:
+            self._spark.stop()
+        finally:
+            self._spark = None
+            self._owns_spark = False
+            # PySpark keeps the gateway JVM for reuse; a fresh launch needs a fresh one
+            # so the next embedded cluster gets its own environment.
+            from pyspark import SparkContext
+
+            gateway = SparkContext._gateway
+            if gateway is not None:
+                try:
+                    gateway.shutdown()
+                except Exception:
+                    pass
+                proc = getattr(gateway, "proc", None)
+                if proc is not None:
+                    proc.stdin.close() if proc.stdin else None
+                    try:
+                        proc.wait(timeout=15)
+                    except Exception:
+                        proc.kill()
+                SparkContext._gateway = None
+                SparkContext._jvm = None
+
+    def _install_sigterm_handler(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous_sigterm = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            self.shutdown()
+            previous = self._previous_sigterm
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    def _uninstall_sigterm_handler(self) -> None:
+        if self._previous_sigterm is None:
+            return
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        self._previous_sigterm = None
+
+
+def _executor_hosts_safe(spark: Any) -> list[str]:
+    try:
+        from launcher._spark_info import _executor_hosts
+
+        return _executor_hosts(spark)
+    except Exception:
+        return []
+
+
+def _refresh_ray_auth_config() -> None:
+    """Make this process re-read RAY_AUTH_* (Ray caches both mode and token)."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except Exception:  # older or newer Ray without these hooks: nothing cached to reset
+        pass
+
+
+def count_alive_workers() -> int:
+    """Alive Ray nodes other than the head (a node with no CPUs and the head label)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    return sum(1 for n in nodes if not _is_head(n))
+
+
+def _is_head(node: dict[str, Any]) -> bool:
+    resources = node.get("Resources", {})
+    return any(key.startswith("node:__internal_head__") for key in resources)
