@@ -3,7 +3,8 @@
 Ray allows one cluster connection per driver process, so the whole pytest
 process shares one Ray cluster: by default the launcher's embedded
 Ray-on-Spark cluster (real Spark ``local-cluster`` + real Ray worker nodes).
-Set ``RAP_TEST_RAY=local`` for a quick inner loop on a plain local Ray
+``RAP_SPARK_EXECUTORS`` sets how many executors are kept for Spark jobs
+(default 1). Set ``RAP_TEST_RAY=local`` for a quick inner loop on a plain local Ray
 (``make test`` never sets it). Tests that need a cluster of their own (launch,
 shutdown, driver crash) start it in a subprocess.
 """
@@ -31,9 +32,11 @@ def _start_local_ray() -> Iterator[dict]:
 def _start_ray_on_spark() -> Iterator[dict]:
     from launcher import RayOnSpark
 
-    # One executor is kept free for Spark jobs (examples and benchmarks run
-    # Spark UDFs next to Ray): a hybrid cluster, as on a shared Spark cluster.
-    with RayOnSpark(reserve_workers_for_spark=1, progress=False) as cluster:
+    # Executors kept free for Spark jobs (examples and benchmarks run Spark UDFs
+    # next to Ray): a hybrid cluster, as on a shared Spark cluster. `make bench`
+    # keeps as many for Spark as Ray gets, so both engines get the same slots.
+    spark_executors = int(os.environ.get("RAP_SPARK_EXECUTORS", "1"))
+    with RayOnSpark(reserve_workers_for_spark=spark_executors, progress=False) as cluster:
         yield {"kind": "ray-on-spark", "address": cluster.address, "launcher": cluster}
 
 

@@ -23,6 +23,34 @@ AUTH_MODES = ("token", "disabled")
 _STATE_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
+# Held strongly: a running cluster must not vanish with its last user reference.
+_running: set[RayOnSpark] = set()
+_exit_hook_installed = False
+
+
+def _shutdown_all_at_exit() -> None:
+    for cluster in list(_running):
+        cluster.shutdown()
+
+
+def _install_exit_hook() -> None:
+    """Tear running clusters down when the interpreter exits.
+
+    A plain ``atexit`` hook is too late: Python first joins non-daemon threads,
+    and ray.util.spark leaves one blocked in a Spark ``collect()`` for as long as
+    a worker node lives, so the process would hang at exit. ``threading``'s own
+    exit hook runs before that join (it is how concurrent.futures shuts down).
+    """
+    global _exit_hook_installed
+    if _exit_hook_installed:
+        return
+    try:
+        threading._register_atexit(_shutdown_all_at_exit)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        atexit.register(_shutdown_all_at_exit)
+    _exit_hook_installed = True
+
+
 class LaunchError(RuntimeError):
     """The cluster could not be started; everything started so far was stopped."""
 
@@ -209,7 +237,8 @@ class RayOnSpark:
         self._preexisting_children = _processes.descendants()
         self._state = _hook.LaunchState(node_env={}, temp_root=tempfile.mkdtemp(prefix="rap-"))
         _hook.activate(self._state)
-        atexit.register(self.shutdown)
+        _install_exit_hook()
+        _running.add(self)
         self._install_sigterm_handler()
         try:
             self._prepare_plan_and_spark()
@@ -249,7 +278,7 @@ class RayOnSpark:
                 self._remote_address = None
                 shutil.rmtree(state.temp_root, ignore_errors=True)
                 self._uninstall_sigterm_handler()
-                atexit.unregister(self.shutdown)
+                _running.discard(self)
             self.timings["shutdown_s"] = time.monotonic() - began
 
     # ---------------------------------------------------------------- helpers
@@ -290,9 +319,7 @@ class RayOnSpark:
                 f"({layout.ray_workers} for Ray, {layout.spark_only_executors} for Spark)"
             )
             t0 = time.monotonic()
-            self._spark = _embedded.start_spark(
-                layout, self._state.temp_root, self._state.node_env
-            )
+            self._spark = _embedded.start_spark(layout, self._state.temp_root, self._state.node_env)
             self._owns_spark = True
             self.timings["spark_start_s"] = time.monotonic() - t0
         else:
@@ -302,9 +329,7 @@ class RayOnSpark:
                 self._progress.say("reading the Spark cluster to plan Ray on it")
                 spec = ClusterSpec.from_spark(spark)
                 mode = self._mode or ("hybrid" if self._reserve else "isolated")
-                self._plan = plan_cluster(
-                    spec, mode=mode, reserve_workers_for_spark=self._reserve
-                )
+                self._plan = plan_cluster(spec, mode=mode, reserve_workers_for_spark=self._reserve)
             local = spark.sparkContext.master.startswith("local-cluster[") or all(
                 h in ("127.0.0.1", "localhost") for h in _executor_hosts_safe(spark)
             )

@@ -82,10 +82,7 @@ class ClusterSpec:
         if self.min_workers is not None:
             check_int("min_workers", self.min_workers, minimum=0)
             if self.min_workers > self.workers:
-                msg = (
-                    f"'min_workers' must be <= 'workers' ({self.workers}), "
-                    f"got {self.min_workers}"
-                )
+                msg = f"'min_workers' must be <= 'workers' ({self.workers}), got {self.min_workers}"
                 raise ValueError(msg)
         check_int("driver_cores", self.driver_cores, minimum=1)
         check_number("driver_memory_gb", self.driver_memory_gb, positive=True)

@@ -26,25 +26,23 @@ def parse_memory_gb(text: str, *, setting: str) -> float:
     return int(number) * _UNIT_GB[unit.lower() or "m"]
 
 
-def check_supported_master(spark: Any) -> str:
-    """Return the master URL, or raise ``ValueError`` if Ray-on-Spark cannot run there."""
-    if not hasattr(spark, "sparkContext") or type(spark).__module__.startswith(
-        "pyspark.sql.connect"
-    ):
+def check_master_url(master: str) -> str:
+    """Return ``master`` if Ray-on-Spark can run there, else raise ``ValueError``."""
+    if master.startswith("sc://"):
         msg = (
-            "Spark Connect sessions are not supported: Ray-on-Spark needs a classic "
-            "SparkSession with a SparkContext (run on the driver, not through Spark Connect)"
+            f"Spark Connect ({master}) is not supported: Ray-on-Spark needs a classic "
+            "SparkSession with a SparkContext on the driver"
         )
         raise ValueError(msg)
-    master = spark.sparkContext.master
     if master.startswith("k8s://"):
         msg = (
             f"Spark on Kubernetes ({master}) is not supported by ray.util.spark; "
             "use KubeRay on Kubernetes instead"
         )
         raise ValueError(msg)
-    supported = (
-        master.startswith(("spark://", "local-cluster[", "local[")) or master in ("yarn", "local")
+    supported = master.startswith(("spark://", "local-cluster[", "local[")) or master in (
+        "yarn",
+        "local",
     )
     if not supported:
         msg = (
@@ -53,6 +51,19 @@ def check_supported_master(spark: Any) -> str:
         )
         raise ValueError(msg)
     return master
+
+
+def check_supported_master(spark: Any) -> str:
+    """Return the session's master URL, or raise ``ValueError`` if Ray-on-Spark cannot run there."""
+    if type(spark).__module__.startswith("pyspark.sql.connect") or not hasattr(
+        spark, "sparkContext"
+    ):
+        msg = (
+            "Spark Connect sessions are not supported: Ray-on-Spark needs a classic "
+            "SparkSession with a SparkContext on the driver"
+        )
+        raise ValueError(msg)
+    return check_master_url(spark.sparkContext.master)
 
 
 def _executor_hosts(spark: Any) -> list[str]:

@@ -10,7 +10,7 @@ def _describe(value: Any) -> str:
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> None:
-    """Raise ``TypeError`` unless ``value`` is an int (bool excluded), ``ValueError`` if too small."""
+    """Raise ``TypeError`` unless ``value`` is an int (not bool); ``ValueError`` if too small."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"'{name}' must be an int, got {_describe(value)}")
     if minimum is not None and value < minimum:

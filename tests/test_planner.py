@@ -124,10 +124,19 @@ def test_every_resource_is_explicit_in_setup_kwargs() -> None:
     ("spec_kwargs", "plan_kwargs"),
     [
         ({"workers": 2, "cores_per_worker": 4, "memory_per_worker_gb": 8}, {}),
-        ({"workers": 2, "cores_per_worker": 4, "memory_per_worker_gb": 64},
-         {"mode": "hybrid", "spark_cores_per_worker": 2}),
-        ({"workers": 2, "cores_per_worker": 16, "memory_per_worker_gb": 64, "executor_memory_gb": 8},
-         {"memory_worker_node_gb": 30, "object_store_memory_worker_node_gb": 10}),
+        (
+            {"workers": 2, "cores_per_worker": 4, "memory_per_worker_gb": 64},
+            {"mode": "hybrid", "spark_cores_per_worker": 2},
+        ),
+        (
+            {
+                "workers": 2,
+                "cores_per_worker": 16,
+                "memory_per_worker_gb": 64,
+                "executor_memory_gb": 8,
+            },
+            {"memory_worker_node_gb": 30, "object_store_memory_worker_node_gb": 10},
+        ),
     ],
 )
 def test_memory_fits_within_the_worker(spec_kwargs: dict, plan_kwargs: dict) -> None:
@@ -159,8 +168,11 @@ def test_explicit_memory_is_passed_through() -> None:
     [
         ({"workers": 2, "cores_per_worker": 2, "memory_per_worker_gb": 64}, {}, r"2 CPU\(s\)"),
         ({"workers": 2, "cores_per_worker": 8, "memory_per_worker_gb": 8}, {}, r"GiB of heap"),
-        ({"workers": 2, "gpus_per_worker": 1, **BIG}, {"mode": "gpu"},
-         r"spark\.task\.resource\.gpu\.amount to 0"),
+        (
+            {"workers": 2, "gpus_per_worker": 1, **BIG},
+            {"mode": "gpu"},
+            r"spark\.task\.resource\.gpu\.amount to 0",
+        ),
     ],
 )
 def test_warnings(spec_kwargs: dict, plan_kwargs: dict, warning_pattern: str) -> None:
@@ -193,29 +205,41 @@ def test_impossible_spec_names_the_field(spec_kwargs: dict, field: str) -> None:
 @pytest.mark.parametrize(
     ("spec_kwargs", "plan_kwargs", "field"),
     [
-        ({"workers": 8, **BIG}, {"mode": "hybrid", "reserve_workers_for_spark": 8},
-         "reserve_workers_for_spark"),
-        ({"workers": 8, **BIG}, {"mode": "hybrid", "reserve_workers_for_spark": 9},
-         "reserve_workers_for_spark"),
+        (
+            {"workers": 8, **BIG},
+            {"mode": "hybrid", "reserve_workers_for_spark": 8},
+            "reserve_workers_for_spark",
+        ),
+        (
+            {"workers": 8, **BIG},
+            {"mode": "hybrid", "reserve_workers_for_spark": 9},
+            "reserve_workers_for_spark",
+        ),
         ({"workers": 8, **BIG}, {"reserve_workers_for_spark": 2}, "reserve_workers_for_spark"),
-        ({"workers": 2, **BIG}, {"mode": "hybrid", "spark_cores_per_worker": 16},
-         "spark_cores_per_worker"),
+        (
+            {"workers": 2, **BIG},
+            {"mode": "hybrid", "spark_cores_per_worker": 16},
+            "spark_cores_per_worker",
+        ),
         ({"workers": 2, **BIG}, {"mode": "gpu"}, "gpus_per_worker"),
         ({"workers": 2, **BIG}, {"gpus_per_ray_worker": 1}, "gpus_per_ray_worker"),
         ({"workers": 2, **BIG}, {"mode": "hybrid", "head_cpus": 2}, "head_cpus"),
         ({"workers": 2, "driver_cores": 2, **BIG}, {"head_cpus": 4}, "head_cpus"),
-        ({"workers": 2, "cores_per_worker": 4, "memory_per_worker_gb": 1},
-         {}, "memory_per_worker_gb"),
+        (
+            {"workers": 2, "cores_per_worker": 4, "memory_per_worker_gb": 1},
+            {},
+            "memory_per_worker_gb",
+        ),
         ({"workers": 2, **BIG}, {"memory_worker_node_gb": 60}, "memory_worker_node_gb"),
-        ({"workers": 2, **BIG},
-         {"memory_worker_node_gb": 40, "object_store_memory_worker_node_gb": 20},
-         "object_store_memory_worker_node_gb"),
+        (
+            {"workers": 2, **BIG},
+            {"memory_worker_node_gb": 40, "object_store_memory_worker_node_gb": 20},
+            "object_store_memory_worker_node_gb",
+        ),
         ({"workers": 2, **BIG}, {"mode": "turbo"}, "mode"),
     ],
 )
-def test_impossible_plan_names_the_field(
-    spec_kwargs: dict, plan_kwargs: dict, field: str
-) -> None:
+def test_impossible_plan_names_the_field(spec_kwargs: dict, plan_kwargs: dict, field: str) -> None:
     spec = ClusterSpec(**spec_kwargs)
     with pytest.raises(ValueError, match=f"'{field}'"):
         plan_cluster(spec, **plan_kwargs)
@@ -228,8 +252,10 @@ def test_impossible_plan_names_the_field(
         (lambda: ClusterSpec(workers=True, **BIG), "workers"),
         (lambda: ClusterSpec(workers=2.0, **BIG), "workers"),
         (lambda: plan_cluster({"workers": 2}), "spec"),
-        (lambda: plan_cluster(ClusterSpec(workers=2, **BIG), reserve_workers_for_spark="1"),
-         "reserve_workers_for_spark"),
+        (
+            lambda: plan_cluster(ClusterSpec(workers=2, **BIG), reserve_workers_for_spark="1"),
+            "reserve_workers_for_spark",
+        ),
     ],
 )
 def test_wrong_types_raise_type_error_naming_the_argument(call, field: str) -> None:

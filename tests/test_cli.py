@@ -1,0 +1,121 @@
+"""The ``actor-patterns`` command line, run as a user runs it: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from launcher import _processes
+from tests._subprocesses import REPO
+
+CLI = [sys.executable, "-m", "launcher.cli"]
+
+
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
+
+
+def test_plan_from_flags_prints_the_explanation() -> None:
+    result = run_cli(
+        "plan", "--workers", "8", "--cores-per-worker", "16", "--memory-per-worker-gb", "64",
+        "--mode", "hybrid", "--reserve-workers-for-spark", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "6-6 worker nodes" in result.stdout
+    assert "max_worker_nodes=6," in result.stdout
+    assert "head node: 0 CPUs" in result.stdout
+
+
+def test_plan_json_is_machine_readable() -> None:
+    result = run_cli(
+        "plan", "--workers", "2", "--cores-per-worker", "1", "--memory-per-worker-gb", "4",
+        "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["setup_kwargs"]["num_cpus_worker_node"] == 1
+    assert any("CPU(s)" in w for w in payload["warnings"])
+
+
+def test_plan_without_a_spec_says_what_is_missing() -> None:
+    result = run_cli("plan", "--workers", "2")
+    assert result.returncode == 2
+    assert "--cores-per-worker" in result.stderr and "--from-spark" in result.stderr
+
+
+def test_plan_with_an_impossible_spec_names_the_field() -> None:
+    result = run_cli(
+        "plan", "--workers", "0", "--cores-per-worker", "4", "--memory-per-worker-gb", "8"
+    )
+    assert result.returncode == 2
+    assert "'workers' must be >= 1" in result.stderr
+
+
+def test_status_without_a_cluster_explains_how_to_start_one(tmp_path: Path) -> None:
+    result = run_cli("status", env={"XDG_RUNTIME_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert "actor-patterns launch" in result.stderr
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_launch_status_and_ctrl_c(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_RUNTIME_DIR": str(tmp_path)}
+    log = (tmp_path / "launch.log").open("w")
+    launch = subprocess.Popen(
+        [*CLI, "launch", "--embedded-workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    started: set = set()
+    try:
+        lines = []
+        deadline = time.monotonic() + 420
+        assert launch.stdout is not None
+        while time.monotonic() < deadline:
+            line = launch.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "press Ctrl-C" in line:
+                break
+        assert any("Ray cluster ready at 127.0.0.1:" in line for line in lines), lines
+
+        status = run_cli("status", env={"XDG_RUNTIME_DIR": str(tmp_path)})
+        assert status.returncode == 0, status.stderr
+        rows = status.stdout.splitlines()
+        assert sum(" worker " in row for row in rows) == 1
+        assert sum(" head " in row for row in rows) == 1
+        assert "CPUs 1 free of 1" in status.stdout
+
+        started = _processes.descendants(launch.pid)
+        launch.send_signal(signal.SIGINT)
+        rest, _ = launch.communicate(timeout=180)
+        assert launch.returncode == 0
+        assert "cluster stopped" in rest
+        assert _processes.wait_gone(started, timeout_s=60) == []
+        assert not (tmp_path / f"ray-actor-patterns-{os.getuid()}" / "cluster.json").exists()
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+        _processes.stop(started | _processes.descendants(launch.pid), grace_s=2)
+        log.close()

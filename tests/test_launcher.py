@@ -1,0 +1,175 @@
+"""The embedded Ray-on-Spark cluster shared by the session: shape, placement, safety, faults."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+import pytest
+import ray
+
+from launcher import RayOnSpark, count_alive_workers
+from launcher._spark_info import check_master_url
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def launched(ray_cluster: dict) -> RayOnSpark:
+    if ray_cluster["launcher"] is None:
+        pytest.fail("launcher tests need the Ray-on-Spark cluster; unset RAP_TEST_RAY")
+    return ray_cluster["launcher"]
+
+
+def _alive_nodes() -> list[dict]:
+    return [n for n in ray.nodes() if n["Alive"]]
+
+
+def _is_head(node: dict) -> bool:
+    return any(k.startswith("node:__internal_head__") for k in node["Resources"])
+
+
+def test_cluster_has_the_planned_worker_nodes(launched: RayOnSpark) -> None:
+    kwargs = launched.plan.setup_kwargs
+    workers = [n for n in _alive_nodes() if not _is_head(n)]
+    assert len(workers) == launched.plan.ray_workers == count_alive_workers()
+    for node in workers:
+        assert node["Resources"]["CPU"] == kwargs["num_cpus_worker_node"]
+        assert node["Resources"].get("GPU", 0) == kwargs["num_gpus_worker_node"]
+    (head,) = [n for n in _alive_nodes() if _is_head(n)]
+    assert head["Resources"].get("CPU", 0) == 0  # hybrid: the Spark driver keeps its cores
+
+
+def test_embedded_cluster_has_one_executor_per_planned_worker(launched: RayOnSpark) -> None:
+    master = launched.spark.sparkContext.master
+    assert master.startswith("local-cluster[")
+    executors = int(master.split("[")[1].split(",")[0])
+    assert executors == launched.plan.spec.workers
+    assert launched.plan.mode == "hybrid"
+    assert launched.plan.ray_workers == executors - 1  # one kept for Spark jobs
+
+
+def test_tasks_and_actors_run_on_worker_nodes(launched: RayOnSpark) -> None:
+    @ray.remote
+    def node_of_task() -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    @ray.remote
+    class Where:
+        def node(self) -> str:
+            return ray.get_runtime_context().get_node_id()
+
+    worker_ids = {n["NodeID"] for n in _alive_nodes() if not _is_head(n)}
+    task_nodes = set(ray.get([node_of_task.remote() for _ in range(8)], timeout=120))
+    actor = Where.remote()
+    actor_node = ray.get(actor.node.remote(), timeout=120)
+    ray.kill(actor)
+    assert task_nodes <= worker_ids
+    assert actor_node in worker_ids
+
+
+def test_spark_jobs_run_next_to_ray(launched: RayOnSpark) -> None:
+    spark = launched.spark
+    assert spark.range(1000).selectExpr("sum(id) AS s").collect()[0]["s"] == 499500
+
+
+def test_token_auth_with_private_token_file(launched: RayOnSpark) -> None:
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+    token_path = os.environ["RAY_AUTH_TOKEN_PATH"]
+    mode = stat.S_IMODE(os.stat(token_path).st_mode)
+    assert mode == 0o600
+    with open(token_path) as handle:
+        assert len(handle.read().strip()) == 64
+
+
+def test_embedded_spark_is_bound_to_loopback(launched: RayOnSpark) -> None:
+    conf = launched.spark.sparkContext.getConf()
+    assert conf.get("spark.driver.host") == "127.0.0.1"
+    assert conf.get("spark.driver.bindAddress") == "127.0.0.1"
+    assert conf.get("spark.ui.enabled") == "false"
+    assert launched.address.startswith("127.0.0.1:")
+
+
+def test_dashboard_is_off_by_default(launched: RayOnSpark) -> None:
+    from launcher import _processes
+
+    assert launched.plan.setup_kwargs["head_node_options"] == {"include_dashboard": False}
+    cmdlines = []
+    for proc in _processes.alive(launched._owned_processes()):
+        try:
+            cmdlines.append(" ".join(proc.cmdline()))
+        except Exception:
+            continue
+    assert cmdlines, "found none of the processes this launch started"
+    assert not any("dashboard/dashboard.py" in c for c in cmdlines)
+
+
+def test_second_start_of_a_running_cluster_is_refused(launched: RayOnSpark) -> None:
+    with pytest.raises(RuntimeError, match="already running"):
+        launched.start()
+
+
+def test_new_cluster_refused_while_ray_is_initialised(launched: RayOnSpark) -> None:
+    from launcher import _processes
+
+    before = _processes.descendants()
+    with pytest.raises(RuntimeError, match="already initialised"):
+        RayOnSpark(progress=False).start()
+    assert _processes.descendants() <= before  # nothing was started
+
+
+@pytest.mark.parametrize(
+    "master",
+    ["k8s://https://kube.example:6443", "sc://localhost:15002", "mesos://host:5050"],
+)
+def test_unsupported_masters_are_refused(master: str) -> None:
+    with pytest.raises(ValueError, match=r"not supported|unsupported"):
+        check_master_url(master)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"plan": "big"}, TypeError, "'plan'"),
+        ({"reserve_workers_for_spark": -1}, ValueError, "'reserve_workers_for_spark'"),
+        ({"embedded_workers": 0}, ValueError, "'embedded_workers'"),
+        ({"auth": "password"}, ValueError, "'auth'"),
+        ({"mode": "turbo"}, ValueError, "'mode'"),
+        ({"ready_timeout_s": 0}, ValueError, "'ready_timeout_s'"),
+        ({"max_workers": 3}, TypeError, "max_workers"),
+    ],
+)
+def test_bad_arguments_fail_before_anything_starts(kwargs: dict, error: type, pattern: str) -> None:
+    with pytest.raises(error, match=pattern):
+        RayOnSpark(**kwargs)
+
+
+@pytest.mark.fault
+@pytest.mark.slow
+def test_cluster_recovers_when_a_worker_nodes_spark_job_is_cancelled(
+    launched: RayOnSpark,
+) -> None:
+    """Cancel the Spark job hosting one Ray worker node: Ray-on-Spark starts a replacement."""
+    planned = launched.plan.ray_workers
+    assert count_alive_workers() == planned
+    groups_before = launched.job_groups
+    victim = groups_before[-1]
+    launched.spark.sparkContext.cancelJobGroup(victim)
+
+    deadline = time.monotonic() + 60
+    while count_alive_workers() == planned and time.monotonic() < deadline:
+        time.sleep(1)
+    assert count_alive_workers() < planned, "cancelling the job did not remove a Ray node"
+
+    deadline = time.monotonic() + 240
+    while count_alive_workers() < planned and time.monotonic() < deadline:
+        time.sleep(2)
+    assert count_alive_workers() == planned, "the cluster did not return to its planned size"
+    assert len(launched.job_groups) > len(groups_before), "no new Spark job hosts the new node"
+
+    @ray.remote
+    def ping() -> int:
+        return 1
+
+    assert sum(ray.get([ping.remote() for _ in range(4)], timeout=120)) == 4
