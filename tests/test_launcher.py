@@ -89,6 +89,21 @@ def test_embedded_spark_is_bound_to_loopback(launched: RayOnSpark) -> None:
     assert conf.get("spark.driver.bindAddress") == "127.0.0.1"
     assert conf.get("spark.ui.enabled") == "false"
     assert launched.address.startswith("127.0.0.1:")
+    # Every socket the launch's Spark JVMs listen on is on the loopback address.
+    # (Ray's own servers listen on all interfaces, with no setting to change it;
+    # token auth guards them, see test_token_auth_with_private_token_file.)
+    import psutil
+
+    from launcher import _processes
+
+    jvms = {p.pid for p in _processes.alive(launched._owned_processes()) if p.name() == "java"}
+    listening = {
+        c.laddr.ip
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in jvms
+    }
+    assert jvms and listening
+    assert {ip.removeprefix("::ffff:") for ip in listening} == {"127.0.0.1"}
 
 
 def test_dashboard_is_off_by_default(launched: RayOnSpark) -> None:
@@ -102,7 +117,11 @@ def test_dashboard_is_off_by_default(launched: RayOnSpark) -> None:
         except Exception:
             continue
     assert cmdlines, "found none of the processes this launch started"
-    assert not any("dashboard/dashboard.py" in c for c in cmdlines)
+    # Ray keeps a headless dashboard process on the head even with the UI off; it
+    # must load only its named background modules and listen on loopback.
+    for cmdline in (c for c in cmdlines if "dashboard/dashboard.py" in c):
+        assert "--modules-to-load=" in cmdline, cmdline
+        assert "--host=127.0.0.1" in cmdline, cmdline
 
 
 def test_second_start_of_a_running_cluster_is_refused(launched: RayOnSpark) -> None:
