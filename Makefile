@@ -35,14 +35,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 docs-build: $(STAMP)
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Everything that must pass: lint, unit + integration + fault tests, examples,
 # benchmarks in smoke mode (correctness only, no timing), strict docs build.
 test: check-java $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "" --benchmark-disable
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not spark and not slow" --benchmark-disable

@@ -83,12 +83,12 @@ class RayOnSpark:
     core, each hosting one Ray worker node. With a SparkSession (standalone,
     YARN, Databricks) it plans from that session.
 
-    Teardown is guaranteed: on :meth:`shutdown`, when a ``with`` block exits
+    Teardown is guaranteed: on `shutdown`, when a ``with`` block exits
     (also by exception or Ctrl-C), on SIGTERM and at interpreter exit. Only
     processes this launch started are stopped.
 
     Args:
-        plan: A plan from :func:`plan_cluster`; made from the Spark cluster when ``None``.
+        plan: A plan from `plan_cluster`; made from the Spark cluster when ``None``.
         spark: The SparkSession to use; the active one, or the embedded default, when ``None``.
         mode: Planner mode when ``plan`` is ``None`` (``"isolated"``, ``"hybrid"``, ``"gpu"``).
         reserve_workers_for_spark: Workers (embedded: executors) left to Spark jobs;
@@ -204,7 +204,7 @@ class RayOnSpark:
 
     @property
     def running(self) -> bool:
-        """True between a successful :meth:`start` and :meth:`shutdown`."""
+        """True between a successful `start` and `shutdown`."""
         return self._address is not None
 
     @property

@@ -45,7 +45,7 @@ def current() -> LaunchState | None:
 
 
 class LauncherStartHook(RayOnSparkStartHook):
-    """Start hook reporting to the active :class:`LaunchState`."""
+    """Start hook reporting to the active `LaunchState`."""
 
     def __init__(self, is_global: bool = False) -> None:
         super().__init__(is_global)

@@ -122,7 +122,7 @@ class ClusterPlan:
         setup_kwargs: Keyword arguments for ``ray.util.spark.setup_ray_cluster``,
             every resource explicit.
         warnings: Things that work but that a user should know.
-        reasons: One line per decision, used by :meth:`explain`.
+        reasons: One line per decision, used by `explain`.
 
     Examples:
         >>> plan = plan_cluster(ClusterSpec(8, 16, 64), mode="hybrid",

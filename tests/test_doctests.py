@@ -1,0 +1,65 @@
+"""Run the docstring examples of every module in ``patterns`` and ``launcher``.
+
+The examples in docstrings are what mkdocstrings shows on the API reference
+pages, so they must run. They may use Ray: the shared ``ray_cluster`` fixture
+is connected before any of them runs. A module without examples passes; a
+failing example fails the test named after its module.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import io
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("patterns", "launcher")
+OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def module_names() -> list[str]:
+    """Every module of the packages, found from the files (nothing imported yet)."""
+    names = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__main__":  # importing it would run the CLI
+                continue
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            names.append(".".join(parts))
+    return names
+
+
+def find_doctests(module_name: str) -> list[doctest.DocTest]:
+    module = importlib.import_module(module_name)
+    # The finder keeps only objects defined in this module, so a class that a
+    # package's __init__ re-exports is tested once, in the module defining it.
+    tests = doctest.DocTestFinder(exclude_empty=True).find(module, module_name)
+    return [t for t in tests if t.examples]
+
+
+@pytest.mark.parametrize("module_name", module_names())
+def test_docstring_examples(module_name: str, ray_cluster: dict) -> None:
+    runner = doctest.DocTestRunner(optionflags=OPTIONS)
+    report = io.StringIO()
+    for test in find_doctests(module_name):
+        runner.run(test, out=report.write)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{result.failed} docstring example(s) failed:\n{report.getvalue()}"
+
+
+def test_patterns_have_docstring_examples() -> None:
+    patterns = importlib.import_module("patterns")
+    if not getattr(patterns, "__all__", []):
+        pytest.skip("patterns exports nothing yet")
+    attempted = sum(
+        len(t.examples)
+        for name in module_names()
+        if name.split(".")[0] == "patterns"
+        for t in find_doctests(name)
+    )
+    assert attempted > 0, "patterns exports public names but none has a docstring example"
