@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import logging
 import os
 import secrets
 import shutil
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from typing import Any, TextIO
 
 from launcher import _embedded, _hook, _processes
@@ -20,6 +22,10 @@ from launcher._spark_info import check_supported_master
 from launcher._validate import check_int, check_number
 
 AUTH_MODES = ("token", "disabled")
+
+# ray.util.spark starts its worker-node threads with pyspark's inheritable-thread
+# helper, which warns on every node that no session tags are inherited: noise.
+warnings.filterwarnings("ignore", message="Spark session is not provided", category=UserWarning)
 _STATE_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
@@ -340,7 +346,8 @@ class RayOnSpark:
     def _node_env(self, *, local_nodes: bool) -> dict[str, str]:
         """Environment for this driver and every Ray node: auth, PATH, no usage stats."""
         assert self._state is not None
-        env = {"RAY_USAGE_STATS_ENABLED": "0"}
+        # No usage stats sent anywhere; no autoscaler chatter on the driver's stdout.
+        env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_SCHEDULER_EVENTS": "0"}
         if self._auth == "token":
             token = secrets.token_hex(32)
             token_path = os.path.join(self._state.temp_root, "auth_token")
@@ -404,10 +411,17 @@ class RayOnSpark:
             target=self._report_while_starting, args=(stop_reporting,), daemon=True
         )
         reporter.start()
+        # Our progress lines and plan warnings replace Ray-on-Spark's INFO lines and
+        # its generic sizing warnings; its errors still show.
+        spark_logger = logging.getLogger("ray.util.spark")
+        previous_level = spark_logger.level
+        if self._progress.enabled:
+            spark_logger.setLevel(logging.ERROR)
         t0 = time.monotonic()
         try:
             self._address, self._remote_address = setup_ray_cluster(**kwargs)
         finally:
+            spark_logger.setLevel(previous_level)
             stop_reporting.set()
             reporter.join(timeout=5)
         self.timings["setup_ray_cluster_s"] = time.monotonic() - t0
@@ -429,7 +443,7 @@ class RayOnSpark:
 
         assert self._plan is not None
         t0 = time.monotonic()
-        ray.init(address=self._address, log_to_driver=False)
+        ray.init(address=self._address, log_to_driver=False, logging_level=logging.WARNING)
         wanted = self._plan.min_ray_workers
         deadline = time.monotonic() + self._ready_timeout_s
         last = -1

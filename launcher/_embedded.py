@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -95,10 +96,31 @@ def _environment(overrides: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+# Spark logs WARN lines a user cannot act on (native Hadoop, local dirs) and an
+# ERROR on every clean local-cluster stop; errors that matter still show.
+_LOG4J2 = """\
+rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n
+logger.transport.name = org.apache.spark.network.server.TransportRequestHandler
+logger.transport.level = fatal
+logger.inbox.name = org.apache.spark.rpc.netty.Inbox
+logger.inbox.level = fatal
+"""
+
+
 def start_spark(layout: EmbeddedLayout, temp_root: str, node_env: dict[str, str]) -> Any:
     """Start the embedded SparkSession, every socket on 127.0.0.1."""
     from pyspark.sql import SparkSession
 
+    log_config = os.path.join(temp_root, "log4j2.properties")
+    with open(log_config, "w") as handle:
+        handle.write(_LOG4J2)
+    java_options = f"-Dlog4j2.configurationFile=file:{log_config}"
     work_dir = os.path.join(temp_root, "spark-work")
     local_dir = os.path.join(temp_root, "spark-local")
     os.makedirs(work_dir, exist_ok=True)
@@ -123,8 +145,12 @@ def start_spark(layout: EmbeddedLayout, temp_root: str, node_env: dict[str, str]
         .config("spark.pyspark.python", sys.executable)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", java_options)
+        .config("spark.executor.extraJavaOptions", java_options)
     )
-    with _environment(jvm_env):
+    with _environment(jvm_env), warnings.catch_warnings():
+        # pyspark warns about pandas 3 on import; the launcher does not use pandas.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
