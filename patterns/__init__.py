@@ -1,0 +1,20 @@
+"""Stateful Ray actor patterns: plain state classes behind typed facades.
+
+Each pattern family is a module; the public names are re-exported here::
+
+    from patterns import Counter, ShardedCounter, DirectoryStore
+
+Nothing here imports ``launcher`` or ``pyspark``: the patterns run on any Ray cluster.
+"""
+
+from patterns.checkpointing import Checkpoint, CheckpointStore, DirectoryStore, RayKVStore
+from patterns.counters import Counter, ShardedCounter
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "Counter",
+    "DirectoryStore",
+    "RayKVStore",
+    "ShardedCounter",
+]
