@@ -1,8 +1,7 @@
 """Stateful Ray actor patterns: plain state classes behind typed facades.
 
-Each pattern family is a module; the public names are re-exported here::
-
-    from patterns import Counter, ShardedCounter, DirectoryStore
+Each pattern family is a module, and its public names are re-exported here, so
+``from patterns import Counter, ShardedCounter, DirectoryStore`` works.
 
 Nothing here imports ``launcher`` or ``pyspark``: the patterns run on any Ray cluster.
 """
