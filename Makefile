@@ -41,7 +41,7 @@ docs-build: $(STAMP)
 # benchmarks in smoke mode (correctness only, no timing), strict docs build.
 test: check-java $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "" --benchmark-disable
+	$(BIN)/python -m pytest -m "" --benchmark-disable --durations=20
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test-fast: $(STAMP)
