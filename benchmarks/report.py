@@ -319,7 +319,7 @@ def _machine_markdown(rap: dict[str, Any]) -> list[str]:
         "",
         f"- {machine.get('logical_cores')} logical cores ({machine.get('physical_cores')} "
         f"physical), {machine.get('memory_total_gib')} GiB memory "
-        f"({machine.get('memory_available_gib')} GiB available at start), "
+        f"({machine.get('memory_available_gib')} GiB available), "
         f"{machine.get('platform')}.",
         f"- Load average (1/5/15 min) at start {_load(machine.get('load_average_at_start'))}, "
         f"at the end {_load(rap.get('load_average_end'))}; the machine was shared.",

@@ -29,6 +29,7 @@ from typing import Any
 from benchmarks import _harness, report
 
 ROOT = Path(__file__).resolve().parents[1]
+SPARK_EXECUTORS = "2"  # executors kept for Spark jobs: as many slots as Ray and Dask get
 PYTEST_OPTIONS = [
     "-m",
     "",
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return report.main([])
 
     load_at_start = os.getloadavg()
+    machine = _harness.machine_facts(load_at_start)  # memory and load before anything starts
+    machine["spark_executors_for_spark"] = int(SPARK_EXECUTORS)
     print(f"load average at start: {load_at_start}", flush=True)
     base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     base_env.pop("RAP_TEST_RAY", None)  # the real engines, never the local shortcut
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             _pytest(
                 ["benchmarks", "--deselect", "benchmarks/test_launch_timing.py"],
                 engines_json,
-                {**base_env, "RAP_SPARK_EXECUTORS": "2", "RAP_BENCH_LAUNCH": "0"},
+                {**base_env, "RAP_SPARK_EXECUTORS": SPARK_EXECUTORS, "RAP_BENCH_LAUNCH": "0"},
                 ["-k", args.keyword] if args.keyword else [],
             )
         )
@@ -113,12 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         print("no benchmark results were written; see the pytest output above", file=sys.stderr)
         return 1
     merged["rap"] = {
-        "machine": _harness.machine_facts(load_at_start),
+        "machine": machine,
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "sizes": _harness.sizes_record(_harness.Sizes.for_mode(False)),
         "runs": runs,
     }
-    merged["rap"]["machine"]["spark_executors_for_spark"] = 2
     report.render(merged)
     print(
         f"\nwrote {report.RESULTS_JSON.relative_to(ROOT)}, {report.SUMMARY_MD.relative_to(ROOT)} "
