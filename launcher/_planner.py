@@ -10,7 +10,6 @@ plain Python with no Spark or Ray imports, so every rule has a fast test.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -463,8 +462,3 @@ def _plan_memory(
         "per host, not per executor)"
     )
     return heap_bytes, store_bytes
-
-
-def gib_floor(value_bytes: int) -> int:
-    """Whole GiB in ``value_bytes`` (used for Spark's ``<int>g`` memory settings)."""
-    return math.floor(value_bytes / GIB)
