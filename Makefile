@@ -1,13 +1,17 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
-# Both build .venv on demand; a stamp file skips the install when
-# pyproject.toml has not changed since the last one.
+# Both build .venv on demand from uv.lock, so a fresh clone gets exactly the
+# versions the suite passed with; a stamp file skips the install until
+# pyproject.toml or uv.lock changes. `make lock` refreshes the lock.
 
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# uv is bootstrapped with pip at the version the lock holds (one source of truth).
+UV_VERSION := $(shell awk '/^name = "uv"$$/ {getline; gsub(/"/, "", $$3); print $$3; exit}' uv.lock)
+UV_ENV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never
 
-.PHONY: demo test test-fast bench docs docs-build lint clean check-java check-python venv
+.PHONY: demo test test-fast bench docs docs-build lint typecheck lock soak clean check-java check-python venv
 
 check-python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { \
@@ -17,15 +21,22 @@ check-python:
 check-java:
 	@scripts/check_java.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml uv.lock
 	@$(MAKE) --no-print-directory check-python
 	@PY=$$(command -v $(PYTHON) || command -v python3); \
 	  [ -x $(BIN)/python ] || $$PY -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@[ -x $(BIN)/uv ] && [ "$$($(BIN)/uv --version | cut -d' ' -f2)" = "$(UV_VERSION)" ] || \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV_ENV) $(BIN)/uv sync --frozen --all-extras --quiet
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# Re-resolve every dependency within pyproject.toml's ranges and rewrite uv.lock.
+lock: $(STAMP)
+	$(UV_ENV) $(BIN)/uv lock --upgrade
+	$(UV_ENV) $(BIN)/uv sync --frozen --all-extras --quiet
+	@touch $(STAMP)
 
 demo: check-java $(STAMP)
 	$(BIN)/actor-patterns demo
@@ -44,8 +55,9 @@ test: check-java $(STAMP)
 	$(BIN)/python -m pytest -m "" --benchmark-disable --durations=20
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
+# No Java, no Spark: the Ray-only tests on a plain local Ray (a quick inner loop).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not spark and not slow" --benchmark-disable
+	RAP_TEST_RAY=local $(BIN)/python -m pytest -m "not spark and not slow" --benchmark-disable
 
 bench: check-java $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from patterns._facade import check_int, describe
+from patterns._checks import check_int, check_name, describe
 
 __all__ = ["Checkpoint", "CheckpointStore", "DirectoryStore", "RayKVStore"]
 
@@ -90,16 +90,6 @@ class CheckpointStore(Protocol):
     def load(self, key: str) -> Checkpoint | None:
         """Return the newest intact snapshot of ``key``, or None if there is none."""
         ...
-
-
-def _check_key(key: object) -> str:
-    if not isinstance(key, str):
-        msg = f"'key' must be a str, got {describe(key)}"
-        raise TypeError(msg)
-    if not key:
-        msg = "'key' must be a non-empty str, got ''"
-        raise ValueError(msg)
-    return key
 
 
 def _encode(state: Any) -> bytes:
@@ -215,7 +205,7 @@ class DirectoryStore:
 
     def _key_dir(self, key: str) -> Path:
         # Quoting makes any key a single safe file name ("a/b" -> "a%2Fb").
-        return self._root / quote(_check_key(key), safe="")
+        return self._root / quote(check_name("key", key), safe="")
 
     def save(self, key: str, state: Any, version: int) -> None:
         """Write ``state`` as version ``version`` of ``key``, atomically and durably.
@@ -405,12 +395,7 @@ class RayKVStore:
     """
 
     def __init__(self, *, namespace: str = "ray-actor-patterns", keep: int = 3) -> None:
-        if not isinstance(namespace, str):
-            msg = f"'namespace' must be a str, got {describe(namespace)}"
-            raise TypeError(msg)
-        if not namespace:
-            msg = "'namespace' must be a non-empty str, got ''"
-            raise ValueError(msg)
+        check_name("namespace", namespace)
         check_int("keep", keep, minimum=1)
         self._namespace = namespace
         self._keep = keep
@@ -430,7 +415,7 @@ class RayKVStore:
 
     @staticmethod
     def _prefix(key: str) -> str:
-        return f"checkpoint/{quote(_check_key(key), safe='')}/"
+        return f"checkpoint/{quote(check_name('key', key), safe='')}/"
 
     def _versions(self, kv: Any, prefix: str) -> list[int]:
         names = kv._internal_kv_list(prefix, namespace=self._namespace)
@@ -520,59 +505,3 @@ class RayKVStore:
         """
         prefix = self._prefix(key)
         _internal_kv()._internal_kv_del(prefix, del_by_prefix=True, namespace=self._namespace)
-
-
-def _check_store(store: object) -> CheckpointStore | None:
-    """Validate a ``store`` argument for a facade (None means no checkpointing)."""
-    if store is None:
-        return None
-    if isinstance(store, str | os.PathLike):
-        msg = (
-            f"'store' must be a CheckpointStore, got the path {str(store)!r}: "
-            f"wrap it, e.g. store=DirectoryStore({str(store)!r})"
-        )
-        raise TypeError(msg)
-    if not isinstance(store, CheckpointStore):
-        msg = f"'store' must be a CheckpointStore (with save and load), got {describe(store)}"
-        raise TypeError(msg)
-    return store
-
-
-class _Checkpointer:
-    """Actor-side helper: restore once at start, then save every ``every`` changes.
-
-    Shared by the patterns so that each actor's ``__init__`` restores by itself: Ray
-    re-runs ``__init__`` with the same arguments when it restarts an actor
-    (``max_restarts``), so the user writes no recovery code.
-    """
-
-    def __init__(self, store: CheckpointStore | None, key: str, every: int) -> None:
-        self.store = store
-        self.key = key
-        self.every = every
-        self.version = 0
-        self._unsaved = 0
-
-    def restore(self) -> Checkpoint | None:
-        if self.store is None:
-            return None
-        found = self.store.load(self.key)
-        if found is not None:
-            self.version = found.version
-        return found
-
-    def changed(self, snapshot: Callable[[], Any]) -> None:
-        """Record one applied change; save when ``every`` of them are unsaved."""
-        if self.store is None:
-            return
-        self._unsaved += 1
-        if self._unsaved >= self.every:
-            self.save(snapshot())
-
-    def save(self, state: Any) -> int | None:
-        if self.store is None:
-            return None
-        self.store.save(self.key, state, self.version + 1)
-        self.version += 1
-        self._unsaved = 0
-        return self.version

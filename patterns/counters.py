@@ -15,7 +15,7 @@ restarts it:
 
 * each facade instance (and each copy of it unpickled in a task) draws a random
   client id and numbers its calls 1, 2, 3, ...; the actor remembers which
-  ``(client, seq)`` it has applied (`patterns._facade.RequestLog`), so a call
+  ``(client, seq)`` it has applied (`patterns._requests.RequestLog`), so a call
   that arrives twice is applied once;
 * the actor writes a checkpoint (value and that memory) before the call returns, so
   what was acknowledged is in the store;
@@ -45,10 +45,6 @@ import contextlib
 import itertools
 import os
 import random
-import threading
-import time
-import uuid
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,18 +52,21 @@ import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
 
-from patterns._facade import (
-    RESTARTABLE_OPTIONS,
-    RequestLog,
+from patterns._actors import (
+    actor_info,
+    attach_named,
     check_actor_options,
-    check_int,
-    check_name,
-    check_positive_float,
+    check_kind,
     get_named_actor,
     make_actor,
-    new_client_id,
+    rebuild,
+    restartable_defaults,
 )
-from patterns.checkpointing import CheckpointStore, _check_store, _Checkpointer
+from patterns._batching import ClientBatcher
+from patterns._checkpointer import Checkpointer, check_store_args, default_key
+from patterns._checks import check_int, check_name, check_positive_float
+from patterns._requests import RequestIds, RequestLog
+from patterns.checkpointing import CheckpointStore
 
 __all__ = ["Counter", "ShardedCounter"]
 
@@ -138,7 +137,7 @@ class _CounterActor:
         checkpoint_every: int,
         info: dict[str, Any],
     ) -> None:
-        self._checkpointer = _Checkpointer(store, key or "", checkpoint_every)
+        self._checkpointer = Checkpointer(store, key or "", checkpoint_every)
         restored = self._checkpointer.restore()
         if restored is not None:
             self._state = _CounterState.from_snapshot(restored.state)
@@ -196,49 +195,12 @@ def _check_timeout(timeout: object) -> float | None:
     return None if timeout is None else check_positive_float("timeout", timeout)
 
 
-def _store_defaults(store: CheckpointStore | None) -> dict[str, Any]:
-    return dict(RESTARTABLE_OPTIONS) if store is not None else {}
-
-
 def _check_store_args(store: object, key: object, checkpoint_every: object) -> tuple[Any, int]:
-    store = _check_store(store)
-    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
-    if key is not None:
-        check_name("key", key)
-    if store is None and (key is not None or checkpoint_every != 1):
-        given = "'key'" if key is not None else "'checkpoint_every'"
-        msg = f"{given} only applies to a counter with a 'store', got store=None"
-        raise ValueError(msg)
-    return store, checkpoint_every
+    return check_store_args(store, key, checkpoint_every, what="counter")
 
 
-def _default_key(key: object, options: Mapping[str, Any], prefix: str) -> str:
-    if key is not None:
-        return check_name("key", key)
-    if options.get("name"):
-        namespace = options.get("namespace")
-        return f"{namespace}/{options['name']}" if namespace else options["name"]
-    return f"{prefix}-{uuid.uuid4().hex}"
-
-
-def _describe_method(actor: ActorHandle, name: str) -> Any:
-    try:
-        return actor.describe
-    except AttributeError:
-        msg = f"the actor named {name!r} is not a counter of this library"
-        raise TypeError(msg) from None
-
-
-def _describe_actor(actor: ActorHandle, name: str, timeout: float | None = 60.0) -> dict[str, Any]:
-    return ray.get(_describe_method(actor, name).remote(), timeout=timeout)
-
-
-def _counter_info(actor: ActorHandle, name: str) -> dict[str, Any]:
-    info = _describe_actor(actor, name)
-    if info.get("kind") != "Counter":
-        msg = f"the actor named {name!r} is a {info.get('kind')}, not a Counter"
-        raise TypeError(msg)
-    return info
+def _describe_actor(actor: ActorHandle, name: str) -> dict[str, Any]:
+    return actor_info(actor, name, what="counter")
 
 
 class Counter:
@@ -297,22 +259,27 @@ class Counter:
     ) -> None:
         start = _check_count("start", start)
         store, checkpoint_every = _check_store_args(store, key, checkpoint_every)
-        options = check_actor_options(actor_options, defaults=_store_defaults(store))
-        key = _default_key(key, options, "counter") if store is not None else None
+        options = check_actor_options(actor_options, defaults=restartable_defaults(store))
+        key = default_key(key, options, "counter") if store is not None else None
         info = {"kind": "Counter", "shards": 1, "index": 0}
         actor = make_actor(_RemoteCounterActor, options, start, store, key, checkpoint_every, info)
         if options.get("get_if_exists"):  # the actor may have existed: trust what it says
-            key = _counter_info(actor, options["name"]).get("key")
+            found = _describe_actor(actor, options["name"])
+            check_kind(found, options["name"], "Counter")
+            key = found.get("key")
         self._setup(actor, key)
 
     def _setup(self, actor: ActorHandle, key: str | None) -> None:
         self._actor = actor
         self._key = key
         self._exactly_once = key is not None  # request ids only matter with a store
-        self._client = new_client_id()
-        self._seq = itertools.count(1)
+        self._requests = RequestIds()
         # Bound once: looking up an actor method on a handle costs a little every time.
         self._increment = actor.increment
+
+    @property
+    def _client(self) -> int:
+        return self._requests.client
 
     @classmethod
     def attach(cls, name: str, *, namespace: str | None = None) -> Counter:
@@ -337,15 +304,13 @@ class Counter:
             5
             >>> first.kill()
         """
-        actor = get_named_actor(name, namespace, kind="Counter")
-        counter = cls.__new__(cls)
-        counter._setup(actor, _counter_info(actor, name).get("key"))
-        return counter
+        actor, info = attach_named(name, namespace, kind="Counter", what="counter")
+        return rebuild(cls, actor, info.get("key"))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copy (in a task, another actor) gets a fresh client id and sequence: two
         # writers never share request ids.
-        return (_rebuild_counter, (self._actor, self._key))
+        return (rebuild, (Counter, self._actor, self._key))
 
     def __repr__(self) -> str:
         return f"Counter(actor_id={self._actor._actor_id.hex()!r})"
@@ -412,7 +377,7 @@ class Counter:
         if type(n) is not int or n < 0:
             n = _check_count("n", n)
         if self._exactly_once:
-            return self._increment.remote(n, self._client, next(self._seq))
+            return self._increment.remote(n, *self._requests.next())
         return self._increment.remote(n)
 
     def value(self, *, timeout: float | None = None) -> int:
@@ -469,7 +434,7 @@ class Counter:
             0
         """
         if self._exactly_once:
-            return self._actor.reset.remote(self._client, next(self._seq))
+            return self._actor.reset.remote(*self._requests.next())
         return self._actor.reset.remote()
 
     def checkpoint(self, *, timeout: float | None = None) -> int | None:
@@ -511,20 +476,13 @@ class Counter:
         ray.kill(self._actor, no_restart=True)
 
 
-def _rebuild_counter(actor: ActorHandle, key: str | None) -> Counter:
-    counter = Counter.__new__(Counter)
-    counter._setup(actor, key)
-    return counter
-
-
 def _shard_name(name: str, index: int) -> str:
     return f"{name}/shard-{index}"
 
 
 def _sharded_info(actors: list[ActorHandle], name: str, shards: int) -> str | None:
     """Check that ``actors`` are the ``shards`` shards of one ShardedCounter; return its key."""
-    refs = [_describe_method(a, _shard_name(name, i)).remote() for i, a in enumerate(actors)]
-    infos = ray.get(refs, timeout=60)
+    infos = [_describe_actor(actor, _shard_name(name, i)) for i, actor in enumerate(actors)]
     for info in infos:
         if info.get("kind") != "ShardedCounter":
             msg = f"the actors named {name!r}/shard-* are not a ShardedCounter"
@@ -536,33 +494,6 @@ def _sharded_info(actors: list[ActorHandle], name: str, shards: int) -> str | No
             )
             raise ValueError(msg)
     return infos[0].get("base_key")
-
-
-def _timer_loop(ref: weakref.ReferenceType[ShardedCounter], interval: float) -> None:
-    """Flush a batching ShardedCounter's buffer when it is ``interval`` seconds old.
-
-    Holds only a weak reference between rounds, so a forgotten facade can be collected.
-    """
-    while True:
-        counter = ref()
-        if counter is None:
-            return
-        wake = counter._wake
-        with counter._lock:
-            if counter._closed:
-                return
-            delay = interval
-            if counter._calls:
-                age = time.monotonic() - counter._since
-                if age >= interval:
-                    try:
-                        counter._send_locked(raise_errors=False)
-                    except Exception as exc:  # raised by the next flush() instead
-                        counter._error = exc
-                else:
-                    delay = interval - age
-        del counter
-        wake.wait(delay)
 
 
 class ShardedCounter:
@@ -637,9 +568,9 @@ class ShardedCounter:
         start = _check_count("start", start)
         store, checkpoint_every = _check_store_args(store, key, checkpoint_every)
         batch_size, flush_interval = _check_batching(batch_size, flush_interval)
-        defaults = {"scheduling_strategy": "SPREAD", **_store_defaults(store)}
+        defaults = {"scheduling_strategy": "SPREAD", **restartable_defaults(store)}
         options = check_actor_options(actor_options, defaults=defaults)
-        key = _default_key(key, options, "sharded-counter") if store is not None else None
+        key = default_key(key, options, "sharded-counter") if store is not None else None
         name = options.get("name")
         actors = []
         for index in range(shards):
@@ -668,21 +599,28 @@ class ShardedCounter:
         self._exactly_once = key is not None
         self._batch_size = batch_size
         self._flush_interval = flush_interval
-        self._batching = batch_size is not None or flush_interval is not None
-        self._client = new_client_id()
         # One sequence per shard: each shard's request log then sees no gaps.
-        self._seqs = [itertools.count(1) for _ in self._actors]
+        self._requests = RequestIds(streams=len(self._actors))
         self._next_shard = itertools.count(random.randrange(len(self._actors)))
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._closed = False
-        self._calls = 0  # increments in the buffer
-        self._buffered = 0  # their sum
-        self._since = 0.0  # when the first of them arrived
-        self._pending: list[ObjectRef[None]] = []  # sent batches not yet known applied
-        self._max_pending = 4 * len(self._actors)
-        self._error: Exception | None = None
-        self._thread: threading.Thread | None = None
+        self._batcher: ClientBatcher[int] | None = None
+        if batch_size is not None or flush_interval is not None:
+            self._batcher = ClientBatcher(
+                self._send_batch,
+                batch_size=batch_size,
+                flush_interval=flush_interval,
+                # Back-pressure: never more than a few batches per shard in flight.
+                max_pending=4 * len(self._actors),
+                name="ShardedCounter",
+            )
+
+    @property
+    def _client(self) -> int:
+        return self._requests.client
+
+    @property
+    def _thread(self) -> Any:
+        return self._batcher.thread if self._batcher is not None else None
 
     @classmethod
     def attach(
@@ -728,18 +666,16 @@ class ShardedCounter:
             get_named_actor(_shard_name(name, i), namespace, kind="ShardedCounter")
             for i in range(1, info["shards"])
         ]
-        counter = cls.__new__(cls)
-        counter._setup(actors, info.get("base_key"), batch_size, flush_interval)
-        return counter
+        return rebuild(cls, actors, info.get("base_key"), batch_size, flush_interval)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copy gets a fresh client id, sequences and an empty buffer; what this
         # facade has buffered stays here until it flushes.
         args = (self._actors, self._key, self._batch_size, self._flush_interval)
-        return (_rebuild_sharded, args)
+        return (rebuild, (ShardedCounter, *args))
 
     def __repr__(self) -> str:
-        mode = f", batch_size={self._batch_size}" if self._batching else ""
+        mode = f", batch_size={self._batch_size}" if self.batching else ""
         return f"ShardedCounter(shards={len(self._actors)}{mode})"
 
     def __enter__(self) -> ShardedCounter:
@@ -766,30 +702,21 @@ class ShardedCounter:
     @property
     def batching(self) -> bool:
         """True if increments are buffered on the client."""
-        return self._batching
-
-    def _raise_pending_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        return self._batcher is not None
 
     def _send(self, n: int) -> ObjectRef[None]:
         index = next(self._next_shard) % len(self._actors)
         if self._exactly_once:
-            return self._adds[index].remote(n, self._client, next(self._seqs[index]))
+            return self._adds[index].remote(n, *self._requests.next(index))
         return self._adds[index].remote(n)
 
-    def _send_locked(self, *, raise_errors: bool) -> None:
-        """Send the buffer as one increment. The caller holds ``self._lock``."""
-        if self._calls:
-            self._pending.append(self._send(self._buffered))
-            self._calls = self._buffered = 0
-        excess = len(self._pending) - self._max_pending
-        if excess > 0:
-            # Back-pressure: never let more than a few batches per shard be in flight.
-            done, self._pending = ray.wait(self._pending, num_returns=excess)
-            if raise_errors:
-                ray.get(done)
+    def _send_batch(self, increments: list[int]) -> ObjectRef[None]:
+        # A flushed batch is one request: applied (and deduplicated) as a whole.
+        return self._send(sum(increments))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this ShardedCounter is closed")
 
     def increment(self, n: int = 1, *, timeout: float | None = None) -> None:
         """Add ``n``: sent and acknowledged before returning, or buffered when batching.
@@ -811,33 +738,11 @@ class ShardedCounter:
         """
         if type(n) is not int or n < 0:
             n = _check_count("n", n)
-        if not self._batching:
-            if self._closed:
-                raise RuntimeError("this ShardedCounter is closed")
+        if self._batcher is None:
+            self._check_open()
             ray.get(self._send(n), timeout=_check_timeout(timeout))
             return
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("this ShardedCounter is closed")
-            self._raise_pending_error()
-            self._buffered += n
-            self._calls += 1
-            if self._calls == 1 and self._flush_interval is not None:
-                self._since = time.monotonic()
-                if self._thread is None:
-                    self._start_timer()
-            if self._batch_size is not None and self._calls >= self._batch_size:
-                self._send_locked(raise_errors=True)
-
-    def _start_timer(self) -> None:
-        assert self._flush_interval is not None
-        self._thread = threading.Thread(
-            target=_timer_loop,
-            args=(weakref.ref(self), self._flush_interval),
-            name="ShardedCounter-flush",
-            daemon=True,
-        )
-        self._thread.start()
+        self._batcher.add(n)
 
     def increment_async(self, n: int = 1) -> ObjectRef[None]:
         """Send an increment of ``n`` to a shard and return at once (not when batching).
@@ -862,11 +767,10 @@ class ShardedCounter:
         """
         if type(n) is not int or n < 0:
             n = _check_count("n", n)
-        if self._batching:
+        if self._batcher is not None:
             msg = "increment_async is not available in batching mode: use increment() and flush()"
             raise RuntimeError(msg)
-        if self._closed:
-            raise RuntimeError("this ShardedCounter is closed")
+        self._check_open()
         return self._send(n)
 
     def flush(self, *, timeout: float | None = None) -> None:
@@ -890,16 +794,8 @@ class ShardedCounter:
             5
         """
         timeout = _check_timeout(timeout)
-        with self._lock:
-            self._raise_pending_error()
-            self._send_locked(raise_errors=True)
-            pending, self._pending = self._pending, []
-        try:
-            ray.get(pending, timeout=timeout)
-        except ray.exceptions.GetTimeoutError:
-            with self._lock:
-                self._pending[:0] = pending
-            raise
+        if self._batcher is not None:
+            self._batcher.flush(timeout)
 
     def close(self, *, timeout: float | None = None) -> None:
         """Flush, stop the flush thread and refuse further increments (idempotent).
@@ -918,10 +814,10 @@ class ShardedCounter:
         """
         if self._closed:
             return
-        self.flush(timeout=timeout)
-        with self._lock:
-            self._closed = True
-        self._wake.set()
+        timeout = _check_timeout(timeout)
+        if self._batcher is not None:
+            self._batcher.close(timeout)
+        self._closed = True
 
     def value(self, *, timeout: float | None = None) -> int:
         """Flush this facade's buffer, then return the sum of the shards.
@@ -937,8 +833,8 @@ class ShardedCounter:
             9
         """
         timeout = _check_timeout(timeout)
-        if self._batching:
-            self.flush(timeout=timeout)
+        if self._batcher is not None:
+            self._batcher.flush(timeout)
         return sum(ray.get([actor.value.remote() for actor in self._actors], timeout=timeout))
 
     def value_async(self) -> ObjectRef[int]:
@@ -951,9 +847,8 @@ class ShardedCounter:
             >>> ray.get(ShardedCounter(shards=2, start=1).value_async())
             1
         """
-        if self._batching:
-            with self._lock:
-                self._send_locked(raise_errors=True)
+        if self._batcher is not None:
+            self._batcher.send_buffer()
         return _sum.remote(*[actor.value.remote() for actor in self._actors])
 
     def shard_values(self, *, timeout: float | None = None) -> list[int]:
@@ -970,8 +865,8 @@ class ShardedCounter:
             [2, 0, 0]
         """
         timeout = _check_timeout(timeout)
-        if self._batching:
-            self.flush(timeout=timeout)
+        if self._batcher is not None:
+            self._batcher.flush(timeout)
         return ray.get([actor.value.remote() for actor in self._actors], timeout=timeout)
 
     def reset(self, *, timeout: float | None = None) -> None:
@@ -990,11 +885,13 @@ class ShardedCounter:
             0
         """
         timeout = _check_timeout(timeout)
-        if self._batching:
-            self.flush(timeout=timeout)
+        if self._batcher is not None:
+            self._batcher.flush(timeout)
         if self._exactly_once:
-            pairs = zip(self._actors, self._seqs, strict=True)
-            refs = [actor.reset.remote(self._client, next(seq)) for actor, seq in pairs]
+            refs = [
+                actor.reset.remote(*self._requests.next(index))
+                for index, actor in enumerate(self._actors)
+            ]
         else:
             refs = [actor.reset.remote() for actor in self._actors]
         ray.get(refs, timeout=timeout)
@@ -1037,10 +934,9 @@ class ShardedCounter:
         Examples:
             >>> ShardedCounter(shards=2).kill()
         """
-        with self._lock:
-            self._closed = True
-            self._calls = self._buffered = 0
-        self._wake.set()
+        self._closed = True
+        if self._batcher is not None:
+            self._batcher.discard()
         for actor in self._actors:
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)
@@ -1052,14 +948,3 @@ def _check_batching(batch_size: object, flush_interval: object) -> tuple[int | N
     if flush_interval is not None:
         flush_interval = check_positive_float("flush_interval", flush_interval)
     return batch_size, flush_interval  # type: ignore[return-value]
-
-
-def _rebuild_sharded(
-    actors: list[ActorHandle],
-    key: str | None,
-    batch_size: int | None,
-    flush_interval: float | None,
-) -> ShardedCounter:
-    counter = ShardedCounter.__new__(ShardedCounter)
-    counter._setup(actors, key, batch_size, flush_interval)
-    return counter

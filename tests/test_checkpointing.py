@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from patterns import Checkpoint, CheckpointStore, DirectoryStore, RayKVStore
-from patterns.checkpointing import _check_store, _Checkpointer
+from patterns._checkpointer import Checkpointer, check_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,13 +128,13 @@ def test_save_bad_arguments(
 
 
 def test_store_argument_check(tmp_path: Path) -> None:
-    assert _check_store(None) is None
+    assert check_store(None) is None
     store = DirectoryStore(tmp_path)
-    assert _check_store(store) is store
+    assert check_store(store) is store
     with pytest.raises(TypeError, match=r"got the path '/tmp/x'.*DirectoryStore\('/tmp/x'\)"):
-        _check_store("/tmp/x")
+        check_store("/tmp/x")
     with pytest.raises(TypeError, match=r"'store' must be a CheckpointStore .*got 5 \(int\)"):
-        _check_store(5)
+        check_store(5)
 
 
 # --- DirectoryStore: crashes in the middle of a write ------------------------------------
@@ -276,16 +276,16 @@ def test_concurrent_savers_threads(tmp_path: Path) -> None:
 
 def test_checkpointer_saves_every_n_changes(tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path, keep=10)
-    checkpointer = _Checkpointer(store, "k", every=3)
+    checkpointer = Checkpointer(store, "k", every=3)
     assert checkpointer.restore() is None
     for i in range(1, 8):
         checkpointer.changed(lambda i=i: {"n": i})
     assert store.versions("k") == [1, 2]  # after changes 3 and 6
     assert store.load("k").state == {"n": 6}
-    again = _Checkpointer(store, "k", every=1)
+    again = Checkpointer(store, "k", every=1)
     assert again.restore() == Checkpoint(2, {"n": 6})
     assert again.save({"n": 7}) == 3  # versions continue after a restore
-    assert _Checkpointer(None, "k", every=1).save({"n": 1}) is None
+    assert Checkpointer(None, "k", every=1).save({"n": 1}) is None
 
 
 # --- RayKVStore --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from patterns import Counter, DirectoryStore, ShardedCounter, counters
-from patterns._facade import RequestLog
+from patterns._requests import RequestLog
 from patterns.counters import _CounterState
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("patterns", "launcher")
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+# Ray's driver prints messages the raylet pushes to it ("(raylet) WARNING: ...", retry
+# notices after a fault test killed an actor) to sys.stdout from a background thread.
+# doctest captures sys.stdout, so such a line lands in whichever example runs at that
+# moment; it is not that example's output.
+RAY_BACKGROUND_LINE = re.compile(
+    r"^(?:\x1b\[\d+m)?\((?:raylet|autoscaler|pid=\d+)[^)]*\).*\n?", re.M
+)
+
+
+class IgnoringRayBackgroundLines(doctest.OutputChecker):
+    """Compare outputs with Ray's background lines removed from what was printed."""
+
+    def check_output(self, want: str, got: str, optionflags: int) -> bool:
+        return super().check_output(want, RAY_BACKGROUND_LINE.sub("", got), optionflags)
 
 
 def module_names() -> list[str]:
@@ -44,7 +59,7 @@ def find_doctests(module_name: str) -> list[doctest.DocTest]:
 
 @pytest.mark.parametrize("module_name", module_names())
 def test_docstring_examples(module_name: str, ray_cluster: dict) -> None:
-    runner = doctest.DocTestRunner(optionflags=OPTIONS)
+    runner = doctest.DocTestRunner(checker=IgnoringRayBackgroundLines(), optionflags=OPTIONS)
     report = io.StringIO()
     for test in find_doctests(module_name):
         runner.run(test, out=report.write)

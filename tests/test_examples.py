@@ -6,9 +6,9 @@ cluster and asserts what it shows. The runner imports the file and calls
 its own) is not run here. ``tests/test_docs.py`` relies on :func:`example_files`
 to prove that every file a tutorial page includes is run by this test.
 
-An example that needs Spark sets ``REQUIRES_SPARK = True``. It runs against the
-SparkSession of the Ray-on-Spark cluster; only on a plain local Ray
-(``RAP_TEST_RAY=local``, a developer's quick loop) is it skipped.
+An example that needs Spark sets ``REQUIRES_SPARK = True``: its test carries the
+``spark`` marker and runs against the SparkSession of the Ray-on-Spark cluster.
+``make test-fast`` (a plain local Ray, ``-m "not spark"``) deselects it.
 """
 
 from __future__ import annotations
@@ -55,14 +55,25 @@ def _active_spark():
     return SparkSession.getActiveSession()
 
 
-@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
+def _needs_spark(path: Path) -> bool:
+    return "REQUIRES_SPARK = True" in path.read_text(encoding="utf-8")
+
+
+def _example_params() -> list:
+    # An example that needs Spark carries the `spark` marker, so `make test-fast`
+    # (-m "not spark") deselects it instead of counting a skip.
+    return [
+        pytest.param(path, id=path.name, marks=[pytest.mark.spark] if _needs_spark(path) else [])
+        for path in example_files()
+    ]
+
+
+@pytest.mark.parametrize("path", _example_params())
 def test_example_runs(path: Path, ray_cluster: dict) -> None:
     module = load_example(path)
     main = getattr(module, "main", None)
     assert callable(main), f"{path.name} has no main() for the examples runner to call"
     if getattr(module, "REQUIRES_SPARK", False) and _active_spark() is None:
-        if ray_cluster["kind"] == "local":
-            pytest.skip(f"{path.name} needs Spark; RAP_TEST_RAY=local has no SparkSession")
         pytest.fail(f"{path.name} needs Spark, but the {ray_cluster['kind']} cluster has none")
     assert main() is None
 

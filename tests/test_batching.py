@@ -1,0 +1,162 @@
+"""Client-side batching (patterns._batching) without Ray: futures stand in for ObjectRefs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+
+from patterns._batching import FUTURE_WAITER, ClientBatcher
+
+TIMEOUT = 10.0
+
+
+class Receiver:
+    """A fake actor: applies batches on a thread pool, optionally slowly or failing."""
+
+    def __init__(self, *, delay_s: float = 0.0, fail_on: int | None = None) -> None:
+        self.pool = ThreadPoolExecutor(2)
+        self.batches: list[list[int]] = []
+        self.delay_s = delay_s
+        self.fail_on = fail_on
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+
+    def _apply(self, batch: list[int]) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay_s)
+            if self.fail_on is not None and self.fail_on in batch:
+                raise ValueError(f"batch with {self.fail_on} refused")
+            with self._lock:
+                self.batches.append(batch)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def send(self, batch: list[int]) -> Future[None]:
+        return self.pool.submit(self._apply, batch)
+
+    def applied(self) -> list[int]:
+        return sorted(item for batch in self.batches for item in batch)
+
+
+def _batcher(receiver: Receiver, **kwargs: object) -> ClientBatcher[int]:
+    options: dict = {"batch_size": None, "flush_interval": None, "max_pending": 4}
+    options.update(kwargs)
+    return ClientBatcher(receiver.send, waiter=FUTURE_WAITER, name="TestFacade", **options)
+
+
+def test_sends_full_batches_and_keeps_the_rest_until_flush() -> None:
+    receiver = Receiver()
+    batcher = _batcher(receiver, batch_size=3)
+    for item in range(7):
+        batcher.add(item)
+    assert batcher.buffered == 1
+    batcher.flush(TIMEOUT)
+    assert receiver.batches[:2] == [[0, 1, 2], [3, 4, 5]]
+    assert receiver.applied() == list(range(7))
+    assert batcher.buffered == 0
+
+
+def test_timer_sends_an_old_buffer_and_stops_on_close() -> None:
+    receiver = Receiver()
+    batcher = _batcher(receiver, flush_interval=0.05)
+    batcher.add(1)
+    batcher.add(2)
+    deadline = time.monotonic() + TIMEOUT
+    while receiver.applied() != [1, 2]:
+        assert time.monotonic() < deadline, "the timer never sent the buffer"
+        time.sleep(0.01)
+    batcher.close(TIMEOUT)
+    assert batcher.thread is not None
+    batcher.thread.join(TIMEOUT)
+    assert not batcher.thread.is_alive()
+
+
+def test_back_pressure_bounds_sends_in_flight() -> None:
+    receiver = Receiver(delay_s=0.02)
+    batcher = _batcher(receiver, batch_size=1, max_pending=2)
+    for item in range(20):
+        batcher.add(item)
+    batcher.flush(TIMEOUT)
+    assert receiver.applied() == list(range(20))
+    # At most max_pending sends are outstanding when a new one is made, so at most
+    # max_pending + 1 can overlap on the receiver.
+    assert receiver.max_in_flight <= 3
+
+
+def test_a_send_error_reaches_the_caller() -> None:
+    receiver = Receiver(fail_on=4)
+    batcher = _batcher(receiver, batch_size=5)
+    for item in range(5):
+        batcher.add(item)
+    with pytest.raises(ValueError, match="batch with 4 refused"):
+        batcher.flush(TIMEOUT)
+
+
+def test_a_timer_send_error_is_raised_by_the_next_call() -> None:
+    def broken_send(batch: list[int]) -> Future[None]:
+        raise ConnectionError("actor unreachable")
+
+    batcher = ClientBatcher(
+        broken_send, batch_size=None, flush_interval=0.02, max_pending=2, waiter=FUTURE_WAITER
+    )
+    batcher.add(1)
+    deadline = time.monotonic() + TIMEOUT
+    while batcher._error is None:
+        assert time.monotonic() < deadline, "the timer never tried to send"
+        time.sleep(0.01)
+    with pytest.raises(ConnectionError, match="actor unreachable"):
+        batcher.add(2)
+    batcher.discard()
+
+
+def test_flush_timeout_keeps_sends_pending() -> None:
+    receiver = Receiver(delay_s=0.5)
+    batcher = _batcher(receiver, batch_size=1)
+    batcher.add(1)
+    with pytest.raises(TimeoutError):
+        batcher.flush(0.01)
+    batcher.flush(TIMEOUT)  # the same send is waited for again
+    assert receiver.applied() == [1]
+
+
+def test_closed_batcher_refuses_items_and_discard_sends_nothing() -> None:
+    receiver = Receiver()
+    batcher = _batcher(receiver, batch_size=10)
+    batcher.add(1)
+    batcher.close(TIMEOUT)
+    batcher.close(TIMEOUT)  # idempotent
+    with pytest.raises(RuntimeError, match="this TestFacade is closed"):
+        batcher.add(2)
+    assert receiver.applied() == [1]
+
+    dropped = _batcher(receiver, batch_size=10)
+    dropped.add(5)
+    dropped.discard()
+    with pytest.raises(RuntimeError, match="closed"):
+        dropped.add(6)
+    assert receiver.applied() == [1]
+
+
+def test_concurrent_adders_lose_nothing() -> None:
+    receiver = Receiver()
+    batcher = _batcher(receiver, batch_size=7, flush_interval=0.01)
+
+    def add_many(start: int) -> None:
+        for item in range(start, start + 500):
+            batcher.add(item)
+
+    threads = [threading.Thread(target=add_many, args=(i * 500,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    batcher.close(TIMEOUT)
+    assert receiver.applied() == list(range(2000))
