@@ -267,7 +267,7 @@ class RayOnSpark:
             if state is None:
                 return
             began = time.monotonic()
-            owned = self._owned_processes()
+            owned = self.started_processes()
             try:
                 self._stop_ray()
                 if self._owns_spark and self._spark is not None:
@@ -466,7 +466,12 @@ class RayOnSpark:
             ray.shutdown()
         self.timings["wait_ready_s"] = time.monotonic() - t0
 
-    def _owned_processes(self) -> set[_processes.ProcessKey]:
+    def started_processes(self) -> set[_processes.ProcessKey]:
+        """The processes this launch started that run now, as ``(pid, create_time)`` keys.
+
+        Ray nodes, Spark JVMs and their Python workers on this host: what `shutdown`
+        stops, and what the demo and the tests check are gone afterwards.
+        """
         owned = _processes.descendants() - self._preexisting_children
         if self._state is not None:
             owned |= _processes.processes_mentioning(self._state.temp_root)
@@ -569,3 +574,27 @@ def count_alive_workers() -> int:
 def _is_head(node: dict[str, Any]) -> bool:
     resources = node.get("Resources", {})
     return any(key.startswith("node:__internal_head__") for key in resources)
+
+
+def format_status() -> str:
+    """A table of the connected cluster's nodes and its total/available resources."""
+    import ray
+
+    rows = ["node      role    alive  CPU   GPU   heap GiB  store GiB  address"]
+    for node in sorted(ray.nodes(), key=lambda n: n["NodeManagerAddress"]):
+        res = node.get("Resources", {})
+        head = _is_head(node)
+        rows.append(
+            f"{node['NodeID'][:8]}  {'head' if head else 'worker':6}  "
+            f"{'yes' if node['Alive'] else 'no':5}  {res.get('CPU', 0):<4g}  "
+            f"{res.get('GPU', 0):<4g}  {res.get('memory', 0) / 1024**3:8.2f}  "
+            f"{res.get('object_store_memory', 0) / 1024**3:9.2f}  "
+            f"{node['NodeManagerAddress']}:{node.get('NodeManagerPort', '')}"
+        )
+    total, free = ray.cluster_resources(), ray.available_resources()
+    rows.append("")
+    rows.append(
+        f"CPUs {free.get('CPU', 0):g} free of {total.get('CPU', 0):g}; "
+        f"GPUs {free.get('GPU', 0):g} free of {total.get('GPU', 0):g}"
+    )
+    return "\n".join(rows)

@@ -11,8 +11,7 @@ from collections.abc import Callable
 import ray
 
 from launcher import _processes
-from launcher._cluster import RayOnSpark
-from launcher.cli import format_status
+from launcher._cluster import RayOnSpark, format_status
 
 
 def _title(step: int, text: str) -> None:
@@ -102,28 +101,36 @@ def _spark_next_to_ray(cluster: RayOnSpark) -> None:
     print(f"Spark summed 0..999,999 = {total:,} on the executor kept for Spark jobs")
 
 
-def tour(cluster: RayOnSpark, *, quick: bool = False) -> None:
-    """Walk through the patterns on a running cluster, printing what each step shows."""
-    steps: list[tuple[str, Callable[[], None]]] = [
+def steps(cluster: RayOnSpark, *, quick: bool) -> list[tuple[str, Callable[[], None]]]:
+    """The tour's steps in order: (title, function printing what the step shows)."""
+    return [
         ("The plan: how Ray was sized for this machine", lambda: print(cluster.plan.explain())),
         ("The cluster", lambda: print(format_status())),
         ("Tasks vs actors", lambda: _tasks_vs_actors(quick)),
         ("Sharding and batching", lambda: _sharding(quick)),
         ("Surviving a crash (SIGKILL, restart, restore)", lambda: _crash(quick)),
         ("Spark next to Ray", lambda: _spark_next_to_ray(cluster)),
+        # Pattern families add their step here (one line each; the code lives in
+        # launcher/_tour_<family>.py).
     ]
-    for number, (title, step) in enumerate(steps, start=1):
+
+
+def tour(cluster: RayOnSpark, *, quick: bool = False) -> int:
+    """Walk through the patterns on a running cluster; return the number of steps shown."""
+    tour_steps = steps(cluster, quick=quick)
+    for number, (title, step) in enumerate(tour_steps, start=1):
         _title(number, title)
         step()
+    return len(tour_steps)
 
 
 def run_demo(*, quick: bool = False) -> int:
     """Start the embedded cluster, tour the patterns, shut down; return an exit code."""
     _title(0, "Starting an embedded Ray-on-Spark cluster (about a minute)")
     with RayOnSpark(reserve_workers_for_spark=1) as cluster:
-        tour(cluster, quick=quick)
-        started = cluster._owned_processes()
-        _title(7, "Clean shutdown")
+        shown = tour(cluster, quick=quick)
+        started = cluster.started_processes()
+        _title(shown + 1, "Clean shutdown")
     left = _processes.wait_gone(started, timeout_s=30)
     print(
         f"stopped in {cluster.timings['shutdown_s']:.1f}s; processes this demo started "

@@ -108,7 +108,8 @@ class ClusterSpec:
         """
         from launcher._spark_info import spec_from_spark
 
-        return spec_from_spark(cls, spark, wait_for_executors_s=wait_for_executors_s)
+        spec: ClusterSpec = spec_from_spark(cls, spark, wait_for_executors_s=wait_for_executors_s)
+        return spec
 
 
 @dataclass(frozen=True)

@@ -86,4 +86,4 @@ def stop(keys: Iterable[ProcessKey], *, grace_s: float = 5.0) -> list[psutil.Pro
         except psutil.Error:
             pass
     _, survivors = psutil.wait_procs(still, timeout=grace_s)
-    return survivors
+    return list(survivors)

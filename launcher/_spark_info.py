@@ -135,6 +135,7 @@ def spec_from_spark(cls: Any, spark: Any, *, wait_for_executors_s: float) -> Any
     gpus = int(float(get("spark.executor.resource.gpu.amount", "0") or 0))
 
     min_workers: int | None = None
+    expected: int | None
     local_cluster = _LOCAL_CLUSTER_RE.match(master)
     if local_cluster:
         expected = int(local_cluster.group(1))

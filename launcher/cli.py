@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -173,36 +174,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
         os.environ["RAY_AUTH_TOKEN_PATH"] = state["token_path"]
     elif state.get("auth_mode"):
         os.environ["RAY_AUTH_MODE"] = state["auth_mode"]
-    ray.init(address=state["address"], log_to_driver=False, logging_level="ERROR")
+    from launcher._cluster import format_status
+
+    ray.init(address=state["address"], log_to_driver=False, logging_level=logging.ERROR)
     try:
         print(format_status())
     finally:
         ray.shutdown()
     return 0
-
-
-def format_status() -> str:
-    """A table of the connected cluster's nodes and its total/available resources."""
-    import ray
-
-    rows = ["node      role    alive  CPU   GPU   heap GiB  store GiB  address"]
-    for node in sorted(ray.nodes(), key=lambda n: n["NodeManagerAddress"]):
-        res = node.get("Resources", {})
-        head = any(k.startswith("node:__internal_head__") for k in res)
-        rows.append(
-            f"{node['NodeID'][:8]}  {'head' if head else 'worker':6}  "
-            f"{'yes' if node['Alive'] else 'no':5}  {res.get('CPU', 0):<4g}  "
-            f"{res.get('GPU', 0):<4g}  {res.get('memory', 0) / 1024**3:8.2f}  "
-            f"{res.get('object_store_memory', 0) / 1024**3:9.2f}  "
-            f"{node['NodeManagerAddress']}:{node.get('NodeManagerPort', '')}"
-        )
-    total, free = ray.cluster_resources(), ray.available_resources()
-    rows.append("")
-    rows.append(
-        f"CPUs {free.get('CPU', 0):g} free of {total.get('CPU', 0):g}; "
-        f"GPUs {free.get('GPU', 0):g} free of {total.get('GPU', 0):g}"
-    )
-    return "\n".join(rows)
 
 
 # ------------------------------------------------------------------- demo

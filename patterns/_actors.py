@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import ray
+from ray import ObjectRef
 from ray.actor import ActorClass, ActorHandle
 
 from patterns._checks import check_name, describe
@@ -83,7 +84,7 @@ def check_actor_options(
     return options
 
 
-def bind_options(remote_cls: ActorClass, options: Mapping[str, Any]) -> Any:
+def bind_options(remote_cls: ActorClass[Any], options: Mapping[str, Any]) -> Any:
     """Apply ``options`` to ``remote_cls``; Ray's own validation errors name the argument."""
     try:
         return remote_cls.options(**options)
@@ -92,16 +93,19 @@ def bind_options(remote_cls: ActorClass, options: Mapping[str, Any]) -> Any:
         raise type(exc)(msg) from exc
 
 
-def make_actor(remote_cls: ActorClass, options: Mapping[str, Any], *args: Any) -> ActorHandle:
+def make_actor(
+    remote_cls: ActorClass[Any], options: Mapping[str, Any], *args: Any
+) -> ActorHandle[Any]:
     """Create the actor, or get the existing one when ``get_if_exists`` is set.
 
     Ray resolves ``get_if_exists`` in the GCS, so two clients racing to create the
     same named actor both end up with the same one.
     """
-    return bind_options(remote_cls, options).remote(*args)
+    handle: ActorHandle[Any] = bind_options(remote_cls, options).remote(*args)
+    return handle
 
 
-def get_named_actor(name: object, namespace: object, *, kind: str) -> ActorHandle:
+def get_named_actor(name: object, namespace: object, *, kind: str) -> ActorHandle[Any]:
     """Return the live actor called ``name``, or raise a ValueError naming it."""
     check_name("name", name)
     if namespace is not None:
@@ -115,16 +119,16 @@ def get_named_actor(name: object, namespace: object, *, kind: str) -> ActorHandl
 
 
 def actor_info(
-    actor: ActorHandle, name: str, *, what: str, timeout: float | None = DESCRIBE_TIMEOUT_S
+    actor: ActorHandle[Any], name: str, *, what: str, timeout: float | None = DESCRIBE_TIMEOUT_S
 ) -> dict[str, Any]:
     """Ask an actor of this library what it is (its ``describe()``), naming ``what`` if not."""
     try:
-        method = actor.describe
+        method: Any = actor.describe
     except AttributeError:
         msg = f"the actor named {name!r} is not a {what} of this library"
         raise TypeError(msg) from None
-    info: dict[str, Any] = ray.get(method.remote(), timeout=timeout)
-    return info
+    info: ObjectRef[dict[str, Any]] = method.remote()
+    return ray.get(info, timeout=timeout)
 
 
 def check_kind(info: Mapping[str, Any], name: str, kind: str) -> None:
@@ -136,7 +140,7 @@ def check_kind(info: Mapping[str, Any], name: str, kind: str) -> None:
 
 def attach_named(
     name: object, namespace: object, *, kind: str, what: str | None = None
-) -> tuple[ActorHandle, dict[str, Any]]:
+) -> tuple[ActorHandle[Any], dict[str, Any]]:
     """Find the live actor ``name`` and check it is a ``kind``; return it and its info.
 
     Args:

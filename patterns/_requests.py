@@ -94,7 +94,7 @@ class RequestLog:
         """Record request ``(client, seq)``; True if it was not applied before."""
         entry = self._clients.pop(client, None)  # re-inserted last: most recently seen
         if entry is None:
-            floor, above = 0, set()
+            floor, above = 0, set[int]()
             if len(self._clients) >= self.max_clients:
                 del self._clients[next(iter(self._clients))]
         else:

@@ -475,7 +475,8 @@ class RayKVStore:
 
         def read(version: int) -> bytes | None:
             name = f"{prefix}{version:0{_VERSION_DIGITS}d}"
-            return kv._internal_kv_get(name, namespace=self._namespace)
+            blob: bytes | None = kv._internal_kv_get(name, namespace=self._namespace)
+            return blob
 
         return _newest_intact(self._versions(kv, prefix), read, f"{self._namespace}:{prefix}")
 

@@ -126,6 +126,10 @@ class _CounterState:
         return state
 
 
+def _request(client: int | None, seq: int | None) -> tuple[int, int] | None:
+    return None if client is None or seq is None else (client, seq)
+
+
 class _CounterActor:
     """The actor: a ``_CounterState`` plus checkpointing. Restores itself in ``__init__``."""
 
@@ -154,7 +158,7 @@ class _CounterActor:
     # is nothing to deduplicate against (a restarted actor starts over anyway).
     def increment(self, n: int, client: int | None = None, seq: int | None = None) -> int:
         before = self._state.changes
-        value = self._state.increment(n, None if client is None else (client, seq))
+        value = self._state.increment(n, _request(client, seq))
         self._applied(before)
         return value
 
@@ -163,7 +167,7 @@ class _CounterActor:
 
     def reset(self, client: int | None = None, seq: int | None = None) -> None:
         before = self._state.changes
-        self._state.reset(None if client is None else (client, seq))
+        self._state.reset(_request(client, seq))
         self._applied(before)
 
     def value(self) -> int:
@@ -199,7 +203,7 @@ def _check_store_args(store: object, key: object, checkpoint_every: object) -> t
     return check_store_args(store, key, checkpoint_every, what="counter")
 
 
-def _describe_actor(actor: ActorHandle, name: str) -> dict[str, Any]:
+def _describe_actor(actor: ActorHandle[Any], name: str) -> dict[str, Any]:
     return actor_info(actor, name, what="counter")
 
 
@@ -269,13 +273,13 @@ class Counter:
             key = found.get("key")
         self._setup(actor, key)
 
-    def _setup(self, actor: ActorHandle, key: str | None) -> None:
+    def _setup(self, actor: ActorHandle[Any], key: str | None) -> None:
         self._actor = actor
         self._key = key
         self._exactly_once = key is not None  # request ids only matter with a store
         self._requests = RequestIds()
         # Bound once: looking up an actor method on a handle costs a little every time.
-        self._increment = actor.increment
+        self._increment: Any = actor.increment
 
     @property
     def _client(self) -> int:
@@ -316,7 +320,7 @@ class Counter:
         return f"Counter(actor_id={self._actor._actor_id.hex()!r})"
 
     @property
-    def actor(self) -> ActorHandle:
+    def actor(self) -> ActorHandle[Any]:
         """The Ray actor handle behind the facade."""
         return self._actor
 
@@ -376,9 +380,12 @@ class Counter:
         """
         if type(n) is not int or n < 0:
             n = _check_count("n", n)
+        ref: ObjectRef[int]
         if self._exactly_once:
-            return self._increment.remote(n, *self._requests.next())
-        return self._increment.remote(n)
+            ref = self._increment.remote(n, *self._requests.next())
+        else:
+            ref = self._increment.remote(n)
+        return ref
 
     def value(self, *, timeout: float | None = None) -> int:
         """Return the current value.
@@ -450,7 +457,8 @@ class Counter:
             >>> Counter().checkpoint() is None
             True
         """
-        return ray.get(self._actor.checkpoint.remote(), timeout=_check_timeout(timeout))
+        version: ObjectRef[int | None] = self._actor.checkpoint.remote()
+        return ray.get(version, timeout=_check_timeout(timeout))
 
     def pid(self, *, timeout: float | None = None) -> int:
         """Return the process id of the actor (for crash demos and fault tests).
@@ -465,7 +473,8 @@ class Counter:
             >>> Counter().pid() > 0
             True
         """
-        return ray.get(self._actor.pid.remote(), timeout=_check_timeout(timeout))
+        pid: ObjectRef[int] = self._actor.pid.remote()
+        return ray.get(pid, timeout=_check_timeout(timeout))
 
     def kill(self) -> None:
         """Terminate the actor for good (no restart); its checkpoints stay in the store.
@@ -480,7 +489,7 @@ def _shard_name(name: str, index: int) -> str:
     return f"{name}/shard-{index}"
 
 
-def _sharded_info(actors: list[ActorHandle], name: str, shards: int) -> str | None:
+def _sharded_info(actors: list[ActorHandle[Any]], name: str, shards: int) -> str | None:
     """Check that ``actors`` are the ``shards`` shards of one ShardedCounter; return its key."""
     infos = [_describe_actor(actor, _shard_name(name, i)) for i, actor in enumerate(actors)]
     for info in infos:
@@ -583,12 +592,12 @@ class ShardedCounter:
             args = (shard_start, store, shard_key, checkpoint_every, info)
             actors.append(make_actor(_RemoteCounterActor, shard_options, *args))
         if options.get("get_if_exists"):  # the actors may have existed: trust what they say
-            key = _sharded_info(actors, name, shards)
+            key = _sharded_info(actors, str(name), shards)
         self._setup(actors, key, batch_size, flush_interval)
 
     def _setup(
         self,
-        actors: list[ActorHandle],
+        actors: list[ActorHandle[Any]],
         key: str | None,
         batch_size: int | None,
         flush_interval: float | None,
@@ -690,7 +699,7 @@ class ShardedCounter:
         return len(self._actors)
 
     @property
-    def actors(self) -> list[ActorHandle]:
+    def actors(self) -> list[ActorHandle[Any]]:
         """The shard actor handles, shard 0 first."""
         return list(self._actors)
 
@@ -943,8 +952,8 @@ class ShardedCounter:
 
 
 def _check_batching(batch_size: object, flush_interval: object) -> tuple[int | None, float | None]:
-    if batch_size is not None:
-        batch_size = check_int("batch_size", batch_size, minimum=1)
-    if flush_interval is not None:
-        flush_interval = check_positive_float("flush_interval", flush_interval)
-    return batch_size, flush_interval  # type: ignore[return-value]
+    size = None if batch_size is None else check_int("batch_size", batch_size, minimum=1)
+    interval = (
+        None if flush_interval is None else check_positive_float("flush_interval", flush_interval)
+    )
+    return size, interval

@@ -96,7 +96,7 @@ def test_embedded_spark_is_bound_to_loopback(launched: RayOnSpark) -> None:
 
     from launcher import _processes
 
-    jvms = {p.pid for p in _processes.alive(launched._owned_processes()) if p.name() == "java"}
+    jvms = {p.pid for p in _processes.alive(launched.started_processes()) if p.name() == "java"}
     listening = {
         c.laddr.ip
         for c in psutil.net_connections(kind="inet")
@@ -111,7 +111,7 @@ def test_dashboard_is_off_by_default(launched: RayOnSpark) -> None:
 
     assert launched.plan.setup_kwargs["head_node_options"] == {"include_dashboard": False}
     cmdlines = []
-    for proc in _processes.alive(launched._owned_processes()):
+    for proc in _processes.alive(launched.started_processes()):
         try:
             cmdlines.append(" ".join(proc.cmdline()))
         except Exception:

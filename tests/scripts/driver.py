@@ -39,7 +39,7 @@ def worker_node_ids():
 def launched(cluster):
     """Report a running cluster: where a task ran and the processes it started."""
     node = ray.get(where.remote(), timeout=120)
-    owned = sorted(cluster._owned_processes())
+    owned = sorted(cluster.started_processes())
     report(
         event="ready",
         task_on_worker=node in worker_node_ids(),
