@@ -45,13 +45,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# patterns/ and launcher/ ship py.typed: their annotations are a promise (config in pyproject.toml).
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
 docs-build: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-# Everything that must pass: lint, unit + integration + fault tests, examples,
-# benchmarks in smoke mode (correctness only, no timing), strict docs build.
+# Everything that must pass: lint and format, types, unit + integration + fault tests,
+# examples, benchmarks in smoke mode (correctness only, no timing), strict docs build.
 test: check-java $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "" --benchmark-disable --durations=20
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 

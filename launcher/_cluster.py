@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import inspect
 import logging
 import os
@@ -16,18 +15,12 @@ import time
 import warnings
 from typing import Any, TextIO
 
-from launcher import _embedded, _hook, _processes
+from launcher import _embedded, _hook, _internals, _processes
+from launcher._env import EnvironmentChanges
+from launcher._options import AUTH_MODES, MODES, AuthMode, Mode
 from launcher._planner import ClusterPlan, ClusterSpec, plan_cluster
-from launcher._spark_info import check_supported_master
-from launcher._validate import check_int, check_number
-
-AUTH_MODES = ("token", "disabled")
-
-# ray.util.spark starts its worker-node threads with pyspark's inheritable-thread
-# helper, which warns on every node that no session tags are inherited: noise.
-warnings.filterwarnings("ignore", message="Spark session is not provided", category=UserWarning)
-_STATE_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-
+from launcher._spark_info import check_supported_master, executor_hosts
+from patterns._checks import check_choice, check_int, check_number
 
 # Held strongly: a running cluster must not vanish with its last user reference.
 _running: set[RayOnSpark] = set()
@@ -50,10 +43,7 @@ def _install_exit_hook() -> None:
     global _exit_hook_installed
     if _exit_hook_installed:
         return
-    try:
-        threading._register_atexit(_shutdown_all_at_exit)  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):
-        atexit.register(_shutdown_all_at_exit)
+    _internals.register_exit_hook_before_thread_join(_shutdown_all_at_exit)
     _exit_hook_installed = True
 
 
@@ -122,10 +112,10 @@ class RayOnSpark:
         plan: ClusterPlan | None = None,
         spark: Any = None,
         *,
-        mode: str | None = None,
+        mode: Mode | None = None,
         reserve_workers_for_spark: int = 0,
         embedded_workers: int | None = None,
-        auth: str = "token",
+        auth: AuthMode = "token",
         ready_timeout_s: float = 300.0,
         progress: bool = True,
         connect: bool = True,
@@ -134,19 +124,18 @@ class RayOnSpark:
         if plan is not None and not isinstance(plan, ClusterPlan):
             msg = f"'plan' must be a ClusterPlan or None, got {plan!r} ({type(plan).__name__})"
             raise TypeError(msg)
-        check_int("reserve_workers_for_spark", reserve_workers_for_spark, minimum=0)
+        reserve_workers_for_spark = check_int(
+            "reserve_workers_for_spark", reserve_workers_for_spark, minimum=0
+        )
         if embedded_workers is not None:
-            check_int("embedded_workers", embedded_workers, minimum=1)
+            embedded_workers = check_int("embedded_workers", embedded_workers, minimum=1)
         if plan is not None and (mode is not None or reserve_workers_for_spark):
             msg = "'mode' and 'reserve_workers_for_spark' come from 'plan' when a plan is given"
             raise ValueError(msg)
-        if mode is not None and mode not in ("isolated", "hybrid", "gpu"):
-            msg = f"'mode' must be 'isolated', 'hybrid' or 'gpu', got {mode!r}"
-            raise ValueError(msg)
-        if auth not in AUTH_MODES:
-            msg = f"'auth' must be one of {AUTH_MODES}, got {auth!r}"
-            raise ValueError(msg)
-        check_number("ready_timeout_s", ready_timeout_s, positive=True)
+        if mode is not None:
+            check_choice("mode", mode, MODES)
+        check_choice("auth", auth, AUTH_MODES)
+        ready_timeout_s = check_number("ready_timeout_s", ready_timeout_s, positive=True)
         unknown = set(overrides) - _setup_ray_cluster_parameters()
         if unknown:
             msg = (
@@ -172,7 +161,7 @@ class RayOnSpark:
         self._remote_address: str | None = None
         self._owns_spark = False
         self._state: _hook.LaunchState | None = None
-        self._saved_env: dict[str, str | None] = {}
+        self._env = EnvironmentChanges()
         self._preexisting_children: set[_processes.ProcessKey] = set()
         self._previous_sigterm: Any = None
         self._shutdown_lock = threading.RLock()
@@ -291,7 +280,6 @@ class RayOnSpark:
 
     def _check_can_start(self) -> None:
         import ray
-        from ray.util.spark import cluster_init
 
         if self._state is not None:
             raise RuntimeError("this RayOnSpark is already running; call shutdown() first")
@@ -301,7 +289,7 @@ class RayOnSpark:
                 "call ray.shutdown() before starting a Ray-on-Spark cluster"
             )
             raise RuntimeError(msg)
-        if _hook.current() is not None or cluster_init._active_ray_cluster is not None:
+        if _hook.current() is not None or _internals.active_ray_on_spark_cluster() is not None:
             msg = (
                 "a Ray-on-Spark cluster is already running in this process; shut it down "
                 "first (one cluster per driver process)"
@@ -334,10 +322,10 @@ class RayOnSpark:
             if self._plan is None:
                 self._progress.say("reading the Spark cluster to plan Ray on it")
                 spec = ClusterSpec.from_spark(spark)
-                mode = self._mode or ("hybrid" if self._reserve else "isolated")
+                mode: Mode = self._mode or ("hybrid" if self._reserve else "isolated")
                 self._plan = plan_cluster(spec, mode=mode, reserve_workers_for_spark=self._reserve)
             local = spark.sparkContext.master.startswith("local-cluster[") or all(
-                h in ("127.0.0.1", "localhost") for h in _executor_hosts_safe(spark)
+                h in ("127.0.0.1", "localhost") for h in _executor_hosts_or_none(spark)
             )
             self._state.node_env.update(self._node_env(local_nodes=local))
         for warning in self._plan.warnings:
@@ -376,36 +364,34 @@ class RayOnSpark:
         for key, value in env.items():
             self._set_env(key, value)
         self._set_env("RAY_ON_SPARK_START_HOOK", _hook.HOOK_PATH)
-        _refresh_ray_auth_config()
+        _internals.refresh_ray_auth_config()
         return env
 
     def _set_env(self, key: str, value: str | None) -> None:
-        if key not in self._saved_env:
-            self._saved_env[key] = os.environ.get(key)
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        self._env.set(key, value)
 
     def _restore_environment(self) -> None:
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env = {}
-        os.environ.pop("RAY_ADDRESS", None)
-        _refresh_ray_auth_config()
+        # setup_ray_cluster exports RAY_ADDRESS for the driver; it names a dead cluster now.
+        self._env.set("RAY_ADDRESS", None)
+        self._env.restore()
+        _internals.refresh_ray_auth_config()
 
     def _start_ray(self) -> None:
-        from ray.util.spark import cluster_init, setup_ray_cluster
+        from ray.util.spark import setup_ray_cluster
 
         assert self._plan is not None and self._state is not None
         kwargs = {**self._plan.setup_kwargs, **self._overrides}
         kwargs.setdefault("ray_temp_root_dir", self._state.temp_root)
         # Install Ray-on-Spark's SIGTERM handler from the main thread now, so our
         # handler stays the outer one and runs after Ray's.
-        cluster_init._install_sigterm_signal()
+        _internals.install_ray_on_spark_sigterm_handler()
+        # Ray-on-Spark's job server starts every worker node (also replacements, long
+        # after this call) through pyspark's inheritable_thread_target without a session,
+        # which warns each time, in that server's thread: a process-wide filter is the
+        # only one that reaches it, so it is added here, when a cluster starts.
+        warnings.filterwarnings(
+            "ignore", message="Spark session is not provided", category=UserWarning
+        )
         stop_reporting = threading.Event()
         reporter = threading.Thread(
             target=self._report_while_starting, args=(stop_reporting,), daemon=True
@@ -479,18 +465,23 @@ class RayOnSpark:
 
     def _stop_ray(self) -> None:
         import ray
-        from ray.util.spark import cluster_init
+        from ray.util.spark import shutdown_ray_cluster
 
+        assert self._state is not None
+        handle = self._state.cluster_handle  # handed over by the start hook
         try:
             ray.shutdown()
         finally:
-            active = cluster_init._active_ray_cluster
-            if active is not None:
-                cluster_init.shutdown_ray_cluster()
+            if handle is not None:
+                if _internals.active_ray_on_spark_cluster() is handle:
+                    shutdown_ray_cluster()
+                elif not getattr(handle, "is_shutdown", False):
+                    # Created but never registered as active (start failed in between).
+                    handle.shutdown()
                 # Ray terminates the head's starter process but never reaps it.
                 try:
-                    active.head_proc.wait(timeout=30)
-                except Exception:
+                    handle.head_proc.wait(timeout=30)
+                except Exception:  # already reaped, or no such attribute in this Ray
                     pass
 
     def _stop_spark(self) -> None:
@@ -499,25 +490,7 @@ class RayOnSpark:
         finally:
             self._spark = None
             self._owns_spark = False
-            # PySpark keeps the gateway JVM for reuse; a fresh launch needs a fresh one
-            # so the next embedded cluster gets its own environment.
-            from pyspark import SparkContext
-
-            gateway = SparkContext._gateway
-            if gateway is not None:
-                try:
-                    gateway.shutdown()
-                except Exception:
-                    pass
-                proc = getattr(gateway, "proc", None)
-                if proc is not None:
-                    proc.stdin.close() if proc.stdin else None
-                    try:
-                        proc.wait(timeout=15)
-                    except Exception:
-                        proc.kill()
-                SparkContext._gateway = None
-                SparkContext._jvm = None
+            _internals.stop_spark_gateway()
 
     def _install_sigterm_handler(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -543,28 +516,19 @@ class RayOnSpark:
         self._previous_sigterm = None
 
 
-def _executor_hosts_safe(spark: Any) -> list[str]:
+def _executor_hosts_or_none(spark: Any) -> list[str]:
     try:
-        from launcher._spark_info import _executor_hosts
-
-        return _executor_hosts(spark)
-    except Exception:
+        return executor_hosts(spark)
+    except Exception:  # a cluster manager that hides its executors: treat as remote
         return []
 
 
-def _refresh_ray_auth_config() -> None:
-    """Make this process re-read RAY_AUTH_* (Ray caches both mode and token)."""
-    try:
-        from ray._raylet import AuthenticationTokenLoader, Config
-
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
-    except Exception:  # older or newer Ray without these hooks: nothing cached to reset
-        pass
-
-
 def count_alive_workers() -> int:
-    """Alive Ray nodes other than the head (a node with no CPUs and the head label)."""
+    """How many Ray nodes are alive, not counting the head (the node with the head label).
+
+    Returns:
+        The number of alive worker nodes of the connected cluster.
+    """
     import ray
 
     nodes = [n for n in ray.nodes() if n["Alive"]]

@@ -8,16 +8,14 @@ one machine.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
+from launcher._env import temporary_environment
 from launcher._planner import ClusterPlan, ClusterSpec, plan_cluster
 
 LOOPBACK = "127.0.0.1"
@@ -81,21 +79,6 @@ def plan_for_layout(layout: EmbeddedLayout) -> ClusterPlan:
     return plan_cluster(spec, mode="isolated")
 
 
-@contextlib.contextmanager
-def _environment(overrides: dict[str, str]) -> Iterator[None]:
-    """Set env vars for the JVM launch only; the JVM copies them when it starts."""
-    saved = {key: os.environ.get(key) for key in overrides}
-    os.environ.update(overrides)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 # Spark logs WARN lines a user cannot act on (native Hadoop, local dirs) and an
 # ERROR on every clean local-cluster stop; errors that matter still show.
 _LOG4J2 = """\
@@ -148,9 +131,8 @@ def start_spark(layout: EmbeddedLayout, temp_root: str, node_env: dict[str, str]
         .config("spark.driver.extraJavaOptions", java_options)
         .config("spark.executor.extraJavaOptions", java_options)
     )
-    with _environment(jvm_env), warnings.catch_warnings():
-        # pyspark warns about pandas 3 on import; the launcher does not use pandas.
-        warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
+    # Set for the JVM launch only: the JVM copies its environment when it starts.
+    with temporary_environment(jvm_env):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark

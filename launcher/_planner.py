@@ -11,12 +11,12 @@ plain Python with no Spark or Ray imports, so every rule has a fast test.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from launcher._validate import check_int, check_number
+from launcher._options import MODES, Mode
+from patterns._checks import check_bool, check_choice, check_int, check_number
 
-Mode = Literal["isolated", "hybrid", "gpu"]
-MODES: tuple[str, ...] = ("isolated", "hybrid", "gpu")
+__all__ = ["MODES", "ClusterPlan", "ClusterSpec", "Mode", "plan_cluster"]
 
 GIB = 1024**3
 # Ray's own recommendation (setup_ray_cluster warns below these).
@@ -74,18 +74,32 @@ class ClusterSpec:
     master: str | None = None
 
     def __post_init__(self) -> None:
-        check_int("workers", self.workers, minimum=1)
-        check_int("cores_per_worker", self.cores_per_worker, minimum=1)
-        check_number("memory_per_worker_gb", self.memory_per_worker_gb, positive=True)
-        check_int("gpus_per_worker", self.gpus_per_worker, minimum=0)
+        # Checked values are stored converted (a numpy int becomes an int): the spec
+        # ends up in JSON and in setup_ray_cluster's arguments.
+        def keep(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        keep("workers", check_int("workers", self.workers, minimum=1))
+        keep("cores_per_worker", check_int("cores_per_worker", self.cores_per_worker, minimum=1))
+        keep(
+            "memory_per_worker_gb",
+            check_number("memory_per_worker_gb", self.memory_per_worker_gb, positive=True),
+        )
+        keep("gpus_per_worker", check_int("gpus_per_worker", self.gpus_per_worker, minimum=0))
         if self.min_workers is not None:
-            check_int("min_workers", self.min_workers, minimum=0)
+            keep("min_workers", check_int("min_workers", self.min_workers, minimum=0))
             if self.min_workers > self.workers:
                 msg = f"'min_workers' must be <= 'workers' ({self.workers}), got {self.min_workers}"
                 raise ValueError(msg)
-        check_int("driver_cores", self.driver_cores, minimum=1)
-        check_number("driver_memory_gb", self.driver_memory_gb, positive=True)
-        check_number("executor_memory_gb", self.executor_memory_gb, positive=False)
+        keep("driver_cores", check_int("driver_cores", self.driver_cores, minimum=1))
+        keep(
+            "driver_memory_gb",
+            check_number("driver_memory_gb", self.driver_memory_gb, positive=True),
+        )
+        keep(
+            "executor_memory_gb",
+            check_number("executor_memory_gb", self.executor_memory_gb, minimum=0),
+        )
 
     @property
     def autoscaling(self) -> bool:
@@ -223,18 +237,16 @@ def plan_cluster(
     if not isinstance(spec, ClusterSpec):
         msg = f"'spec' must be a ClusterSpec, got {spec!r} ({type(spec).__name__})"
         raise TypeError(msg)
-    if mode not in MODES:
-        msg = f"'mode' must be one of {', '.join(map(repr, MODES))}, got {mode!r}"
-        raise ValueError(msg)
-    check_int("reserve_workers_for_spark", reserve_workers_for_spark, minimum=0)
-    check_int("spark_cores_per_worker", spark_cores_per_worker, minimum=0)
-    check_int("head_cpus", head_cpus, minimum=0)
-    check_int("head_gpus", head_gpus, minimum=0)
+    check_choice("mode", mode, MODES)
+    reserve_workers_for_spark = check_int(
+        "reserve_workers_for_spark", reserve_workers_for_spark, minimum=0
+    )
+    spark_cores_per_worker = check_int("spark_cores_per_worker", spark_cores_per_worker, minimum=0)
+    head_cpus = check_int("head_cpus", head_cpus, minimum=0)
+    head_gpus = check_int("head_gpus", head_gpus, minimum=0)
     if gpus_per_ray_worker is not None:
-        check_int("gpus_per_ray_worker", gpus_per_ray_worker, minimum=0)
-    if not isinstance(dashboard, bool):
-        msg = f"'dashboard' must be a bool, got {dashboard!r} ({type(dashboard).__name__})"
-        raise TypeError(msg)
+        gpus_per_ray_worker = check_int("gpus_per_ray_worker", gpus_per_ray_worker, minimum=0)
+    check_bool("dashboard", dashboard)
 
     reasons: list[str] = []
     warnings: list[str] = []
@@ -418,9 +430,9 @@ def _plan_memory(
     reasons: list[str],
 ) -> tuple[int, int]:
     if heap_gb is not None:
-        check_number("memory_worker_node_gb", heap_gb, positive=True)
+        heap_gb = check_number("memory_worker_node_gb", heap_gb, positive=True)
     if store_gb is not None:
-        check_number("object_store_memory_worker_node_gb", store_gb, positive=True)
+        store_gb = check_number("object_store_memory_worker_node_gb", store_gb, positive=True)
 
     usable_gb = spec.memory_per_worker_gb * USABLE_MEMORY_FRACTION - spec.executor_memory_gb
     if usable_gb <= 0:

@@ -9,6 +9,8 @@ from typing import Any
 
 import psutil
 
+from launcher import _internals
+
 _MEMORY_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)b?\s*$", re.IGNORECASE)
 _UNIT_GB = {"": 1 / 1024**3, "k": 1 / 1024**2, "m": 1 / 1024, "g": 1.0, "t": 1024.0}
 _LOCAL_CLUSTER_RE = re.compile(r"^local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
@@ -40,10 +42,13 @@ def check_master_url(master: str) -> str:
             "use KubeRay on Kubernetes instead"
         )
         raise ValueError(msg)
-    supported = master.startswith(("spark://", "local-cluster[", "local[")) or master in (
-        "yarn",
-        "local",
-    )
+    if master == "local" or master.startswith("local["):
+        msg = (
+            f"Spark local mode ({master}) has no executors to host Ray worker nodes; "
+            "use local-cluster[...] or let RayOnSpark start its embedded cluster"
+        )
+        raise ValueError(msg)
+    supported = master.startswith(("spark://", "local-cluster[")) or master == "yarn"
     if not supported:
         msg = (
             f"unsupported Spark master {master!r}: Ray-on-Spark runs on standalone "
@@ -66,13 +71,9 @@ def check_supported_master(spark: Any) -> str:
     return check_master_url(spark.sparkContext.master)
 
 
-def _executor_hosts(spark: Any) -> list[str]:
+def executor_hosts(spark: Any) -> list[str]:
     """Hosts of the registered executors (the driver's own entry removed)."""
-    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()
-    keys = status.keys().iterator()
-    hosts = []
-    while keys.hasNext():
-        hosts.append(str(keys.next()).rsplit(":", 1)[0])
+    hosts = [address.rsplit(":", 1)[0] for address in _internals.executor_block_managers(spark)]
     driver_host = spark.sparkContext.getConf().get("spark.driver.host", "")
     # The driver's block manager is in the list; drop exactly one entry for it.
     if driver_host in hosts:
@@ -87,7 +88,7 @@ def _wait_for_executors(spark: Any, expected: int | None, timeout_s: float) -> l
     last: list[str] = []
     stable_since = time.monotonic()
     while True:
-        hosts = _executor_hosts(spark)
+        hosts = executor_hosts(spark)
         if hosts != last:
             last, stable_since = hosts, time.monotonic()
         if expected is not None and len(hosts) >= expected:
@@ -149,13 +150,6 @@ def spec_from_spark(cls: Any, spark: Any, *, wait_for_executors_s: float) -> Any
     else:
         instances = get("spark.executor.instances")
         expected = int(instances) if instances else None
-
-    if master.startswith("local["):
-        msg = (
-            f"Spark local mode ({master}) has no executors to host Ray worker nodes; "
-            "use local-cluster[...] or let RayOnSpark start its embedded cluster"
-        )
-        raise ValueError(msg)
 
     # For an autoscaling cluster, only the minimum is guaranteed to be up now.
     wait_for = min_workers if min_workers else expected

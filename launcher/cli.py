@@ -20,7 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from launcher._planner import MODES, ClusterSpec, plan_cluster
+from launcher._options import AUTH_MODES, MODES
+from launcher._planner import ClusterSpec, plan_cluster
 
 
 def state_file() -> Path:
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--mode", choices=MODES, default=None)
     launch.add_argument("--reserve-workers-for-spark", type=int, default=0)
     launch.add_argument("--embedded-workers", type=int, default=None)
-    launch.add_argument("--auth", choices=("token", "disabled"), default="token")
+    launch.add_argument("--auth", choices=AUTH_MODES, default="token")
     launch.set_defaults(func=_cmd_launch)
 
     status = sub.add_parser("status", help="nodes and resources of the running cluster")

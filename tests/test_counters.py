@@ -5,6 +5,7 @@ Fault tests (killing actor processes) are in test_counters_faults.py.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import time
 from collections.abc import Iterator
@@ -351,12 +352,16 @@ def test_named_get_or_create_is_race_free(ray_cluster: dict) -> None:
         c.increment()
         return c.actor._actor_id.hex()
 
-    ids = ray.get([join.remote(options) for _ in range(4)], timeout=TIMEOUT)
-    assert len(set(ids)) == 1  # four creators, one actor
-    attached = Counter.attach(name)
-    assert attached.value() == 4
-    assert Counter(actor_options=options).value() == 4
-    attached.kill()
+    try:
+        ids = ray.get([join.remote(options) for _ in range(4)], timeout=TIMEOUT)
+        assert len(set(ids)) == 1  # four creators, one actor
+        attached = Counter.attach(name)
+        assert attached.value() == 4
+        assert Counter(actor_options=options).value() == 4
+    finally:
+        # Detached: it would outlive the test session if a failed assertion skipped this.
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(name), no_restart=True)
 
 
 def test_attach_errors(ray_cluster: dict) -> None:

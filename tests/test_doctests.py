@@ -41,8 +41,6 @@ def module_names() -> list[str]:
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts
-            if parts[-1] == "__main__":  # importing it would run the CLI
-                continue
             if parts[-1] == "__init__":
                 parts = parts[:-1]
             names.append(".".join(parts))
@@ -68,13 +66,10 @@ def test_docstring_examples(module_name: str, ray_cluster: dict) -> None:
 
 
 def test_patterns_have_docstring_examples() -> None:
-    patterns = importlib.import_module("patterns")
-    if not getattr(patterns, "__all__", []):
-        pytest.skip("patterns exports nothing yet")
     attempted = sum(
         len(t.examples)
         for name in module_names()
         if name.split(".")[0] == "patterns"
         for t in find_doctests(name)
     )
-    assert attempted > 0, "patterns exports public names but none has a docstring example"
+    assert attempted > 0, "no module of patterns has a docstring example"

@@ -147,6 +147,14 @@ def test_unsupported_masters_are_refused(master: str) -> None:
         check_master_url(master)
 
 
+@pytest.mark.parametrize("master", ["local", "local[2]", "local[*]"])
+def test_local_mode_is_refused_at_once(master: str) -> None:
+    # Before the fix, the bare "local" passed this check and the launch then waited
+    # 60 s for executors that local mode never has.
+    with pytest.raises(ValueError, match=r"local mode .* has no executors"):
+        check_master_url(master)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "pattern"),
     [
