@@ -65,6 +65,10 @@ test: check-java $(STAMP)
 test-fast: $(STAMP)
 	RAP_TEST_RAY=local $(BIN)/python -m pytest -m "not spark and not slow" --benchmark-disable
 
+# 20 launch/shutdown cycles of the embedded cluster (about 25 minutes): nothing may pile up.
+soak: check-java $(STAMP)
+	$(BIN)/python scripts/soak.py --cycles 20
+
 bench: check-java $(STAMP)
 	$(BIN)/python -m benchmarks.run
 

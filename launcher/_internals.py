@@ -110,3 +110,17 @@ def stop_spark_gateway() -> None:
             proc.kill()
     SparkContext._gateway = None
     SparkContext._jvm = None
+
+
+def set_autoscaler_events_shown(shown: bool) -> bool:
+    """Show or hide the autoscaler's event lines on the driver; return the previous setting.
+
+    Why: Ray reads ``RAY_SCHEDULER_EVENTS`` once, when ``ray`` is imported, into
+    ``ray_constants.AUTOSCALER_EVENTS``, and checks that attribute for every line; a
+    command that imported ray before deciding can only change the attribute.
+    """
+    from ray._private import ray_constants
+
+    previous = bool(getattr(ray_constants, "AUTOSCALER_EVENTS", True))
+    ray_constants.AUTOSCALER_EVENTS = int(shown)
+    return previous

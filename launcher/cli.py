@@ -10,6 +10,7 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -39,6 +40,17 @@ def _write_state(payload: dict[str, Any]) -> Path:
         json.dump(payload, handle)
     os.replace(tmp, path)
     return path
+
+
+def _ray_output(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """Where Ray's background output goes: the terminal with --verbose, else a log file."""
+    if args.verbose:
+        return contextlib.nullcontext()
+    from launcher._quiet import ray_output_to
+
+    log = Path(tempfile.gettempdir()) / f"ray-actor-patterns-{os.getuid()}-{os.getpid()}.log"
+    print(f"(Ray's own start-up and background output: {log}; --verbose shows it here)")
+    return ray_output_to(log)
 
 
 def _spark_session(master: str) -> Any:
@@ -117,7 +129,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     # guarantees teardown if it arrives during start-up.
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with cluster:
+        with _ray_output(args), cluster:
             token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
             path = _write_state(
                 {
@@ -191,7 +203,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from launcher._demo import run_demo
 
-    return run_demo(quick=args.quick)
+    with _ray_output(args):
+        return run_demo(quick=args.quick)
 
 
 # ----------------------------------------------------------------- parser
@@ -229,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--reserve-workers-for-spark", type=int, default=0)
     launch.add_argument("--embedded-workers", type=int, default=None)
     launch.add_argument("--auth", choices=AUTH_MODES, default="token")
+    launch.add_argument("--verbose", action="store_true", help="show Ray's own output")
     launch.set_defaults(func=_cmd_launch)
 
     status = sub.add_parser("status", help="nodes and resources of the running cluster")
@@ -238,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="tour the patterns on the embedded cluster")
     demo.add_argument("--quick", action="store_true", help="smaller workloads")
+    demo.add_argument("--verbose", action="store_true", help="show Ray's own output")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

@@ -1,0 +1,181 @@
+"""``make soak``: launch and shut down the embedded cluster many times; nothing may pile up.
+
+Cycles alternate between launches inside this process (one driver process launching
+again and again, as a notebook or a test session does) and launches in a fresh
+process each time (as ``actor-patterns launch`` or a script does). After every cycle
+it records:
+
+- the processes the launch started that are still alive (must be 0);
+- ``/dev/shm`` usage, where Ray's object stores live (must not grow);
+- the launcher's and Spark's temporary directories left in the temp dir (must not grow).
+
+The figures go to ``benchmarks/results/soak.json`` and a Markdown table to
+``benchmarks/results/soak.md`` (included by the Ray on Spark page). Exit code 1 if a
+cycle left a process or anything grew.
+
+Usage: ``python scripts/soak.py [--cycles 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+# What a launch may leave in the temp dir: its own temp root, Spark's scratch dirs.
+TEMP_PREFIXES = ("rap-", "spark-", "blockmgr-", "pyspark-")
+
+# A launch in a fresh process: report the started processes, then shut down by exit.
+CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from launcher import RayOnSpark
+with RayOnSpark(progress=False) as cluster:
+    started = sorted(cluster.started_processes())
+    print(json.dumps({"started": started, "start_s": cluster.timings["start_s"]}), flush=True)
+"""
+
+
+def _shm_used_mib() -> float:
+    try:
+        return round(shutil.disk_usage("/dev/shm").used / 1024**2, 1)
+    except OSError:  # no /dev/shm (macOS): nothing to measure
+        return 0.0
+
+
+def _temp_entries(owner: int) -> list[str]:
+    """Temp entries with a launch's prefixes, owned by this user."""
+    base = Path(tempfile.gettempdir())
+    found = []
+    for entry in base.iterdir():
+        try:
+            if entry.name.startswith(TEMP_PREFIXES) and entry.lstat().st_uid == owner:
+                found.append(entry.name)
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def _in_process_cycle() -> dict[str, Any]:
+    from launcher import RayOnSpark
+
+    with RayOnSpark(progress=False) as cluster:
+        started = cluster.started_processes()
+        start_s = cluster.timings["start_s"]
+    return {"started": started, "start_s": start_s, "shutdown_s": cluster.timings["shutdown_s"]}
+
+
+def _fresh_process_cycle() -> dict[str, Any]:
+    began = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"launch in a fresh process failed:\n{result.stderr[-3000:]}")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    started = {(int(pid), float(created)) for pid, created in report["started"]}
+    total = time.monotonic() - began
+    return {"started": started, "start_s": report["start_s"], "process_s": total}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the cycles, print a line per cycle, write the results; 0 if nothing piled up."""
+    from launcher import _processes
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=20)
+    args = parser.parse_args(argv)
+
+    owner = os.getuid()
+    baseline = {"shm_mib": _shm_used_mib(), "temp_entries": _temp_entries(owner)}
+    print(f"baseline: /dev/shm {baseline['shm_mib']} MiB, temp entries {baseline['temp_entries']}")
+    cycles = []
+    for number in range(1, args.cycles + 1):
+        where = "in-process" if number % 2 else "fresh-process"
+        began = time.monotonic()
+        run = _in_process_cycle() if where == "in-process" else _fresh_process_cycle()
+        left = _processes.wait_gone(run["started"], timeout_s=30)
+        row = {
+            "cycle": number,
+            "where": where,
+            "start_s": round(run["start_s"], 1),
+            "cycle_s": round(time.monotonic() - began, 1),
+            "processes_started": len(run["started"]),
+            "processes_left": len(left),
+            "shm_mib": _shm_used_mib(),
+            "temp_entries": len(_temp_entries(owner)),
+            "load_1m": round(os.getloadavg()[0], 2),
+        }
+        cycles.append(row)
+        print(
+            f"cycle {number:2d} {where:13s} start {row['start_s']:5.1f}s, cycle "
+            f"{row['cycle_s']:5.1f}s, processes left {len(left)} of {len(run['started'])}, "
+            f"/dev/shm {row['shm_mib']} MiB, temp entries {row['temp_entries']}",
+            flush=True,
+        )
+        if left:
+            _processes.stop({(p.pid, p.create_time()) for p in left})
+
+    leaked = sum(c["processes_left"] for c in cycles)
+    shm_growth = round(max(c["shm_mib"] for c in cycles) - baseline["shm_mib"], 1)
+    temp_growth = max(c["temp_entries"] for c in cycles) - len(baseline["temp_entries"])
+    summary = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cycles": len(cycles),
+        "processes_left_total": leaked,
+        "shm_growth_mib": shm_growth,
+        "temp_entries_growth": temp_growth,
+        "baseline": baseline,
+        "rows": cycles,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "soak.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (RESULTS / "soak.md").write_text(_markdown(summary), encoding="utf-8")
+    print(
+        f"\n{len(cycles)} cycles: processes left {leaked}, /dev/shm growth {shm_growth} MiB, "
+        f"temp entries growth {temp_growth}; wrote {RESULTS.relative_to(ROOT)}/soak.md"
+    )
+    return 0 if leaked == 0 and shm_growth <= 1.0 and temp_growth <= 0 else 1
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    starts = sorted(c["start_s"] for c in summary["rows"])
+    median = starts[len(starts) // 2] if starts else 0.0
+    lines = [
+        "<!-- Generated by `make soak` (scripts/soak.py); do not edit by hand. -->",
+        "",
+        f"{summary['cycles']} launch/shutdown cycles of the embedded cluster on "
+        f"{summary['date']}, alternately in the soak's own process and in a fresh process. "
+        f"Processes left alive after all cycles: **{summary['processes_left_total']}**; "
+        f"`/dev/shm` growth: **{summary['shm_growth_mib']} MiB**; launcher and Spark temp "
+        f"directories left: **{summary['temp_entries_growth']}** more than before. "
+        f"Median launch-to-ready: {median:.1f} s.",
+        "",
+        "| Cycle | Where | Launch to ready (s) | Whole cycle (s) | Processes started | "
+        "Left alive | /dev/shm used (MiB) | Temp entries | Load (1 min) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in summary["rows"]:
+        lines.append(
+            f"| {c['cycle']} | {c['where']} | {c['start_s']} | {c['cycle_s']} | "
+            f"{c['processes_started']} | {c['processes_left']} | {c['shm_mib']} | "
+            f"{c['temp_entries']} | {c['load_1m']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
