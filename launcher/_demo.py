@@ -80,7 +80,7 @@ def _crash(quick: bool) -> None:
 
     with tempfile.TemporaryDirectory(prefix="demo-store-") as path:
         counter = Counter(store=DirectoryStore(path))
-        print("Ray logs each kill below as a worker that 'died unexpectedly': that is our SIGKILL")
+        print("Ray reports each kill as a worker that 'died unexpectedly': that is our SIGKILL")
         acknowledged = 0
         for round_ in range(2):
             for _ in range(50 if quick else 200):

@@ -8,8 +8,11 @@ command that tells a story (``actor-patterns demo``, ``launch``) routes what tho
 threads write to a log file and keeps its own lines on the terminal; ``--verbose``
 turns this off.
 
-Routing is by the writing thread, not by the text, so nothing the command itself
-prints can be lost, and nothing Ray writes from those threads reaches the terminal.
+Routing is by the writing thread, so nothing the command itself prints is lost. One
+exception to that rule: Ray holds back repeated messages and flushes them from the
+main thread when the driver disconnects, so text that starts with Ray's own line prefix
+(``(raylet)``, ``(autoscaler ...)``, ``(pid=...)``, possibly coloured) goes to the log
+whichever thread writes it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -29,6 +33,16 @@ RAY_BACKGROUND_THREADS = (
     "redirect_log_thread_fn",  # ray.util.spark: copies `ray start` output line by line
     "ray_listen_error_messages",  # messages raylets push to the driver
     "ray_print_logs",  # worker and autoscaler log lines sent to the driver
+)
+
+
+# The prefix Ray puts before a line it forwards from another process.
+RAY_LINE_PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)?\((?:raylet|autoscaler|pid=|[\w.-]+ pid=)")
+
+# Loggers whose records belong to Ray's plumbing, not to the command's story.
+RAY_PLUMBING_LOGGERS = (
+    "ray._private.worker",  # "Connecting to existing Ray cluster ..." on every ray.init
+    "ray.autoscaler._private.spark.spark_job_server",  # "Spark job ... exit" at shutdown
 )
 
 
@@ -65,7 +79,7 @@ class RoutedStdout(io.TextIOBase):
         self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        if is_ray_background_thread(threading.current_thread().name):
+        if is_ray_background_thread(threading.current_thread().name) or RAY_LINE_PREFIX.match(text):
             with self._lock:
                 self._log.write(text)
                 self._log.flush()
@@ -97,18 +111,20 @@ def ray_output_to(log_path: Path) -> Iterator[None]:
     """
     from launcher import _internals
 
-    worker_logger = logging.getLogger("ray._private.worker")
-    previous_level = worker_logger.level
+    loggers = [logging.getLogger(name) for name in RAY_PLUMBING_LOGGERS]
+    previous_levels = [logger.level for logger in loggers]
     previous_events = _internals.set_autoscaler_events_shown(False)
     with log_path.open("a", encoding="utf-8") as log:
         original = sys.stdout
         sys.stdout = RoutedStdout(original, log)
-        # ray.init resets the "ray" logger's level; a level on this child logger stays.
-        worker_logger.setLevel(logging.WARNING)
+        # ray.init resets the "ray" logger's level; levels set on child loggers stay.
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
         try:
             yield
         finally:
             sys.stdout.flush()
             sys.stdout = original
-            worker_logger.setLevel(previous_level)
+            for logger, level in zip(loggers, previous_levels, strict=True):
+                logger.setLevel(level)
             _internals.set_autoscaler_events_shown(previous_events)
