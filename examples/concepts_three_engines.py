@@ -38,7 +38,9 @@ def main() -> None:
     assert spark is not None, "this example needs an active SparkSession"
 
     # --8<-- [start:spark]
-    double_udf = F.udf(double_slowly, LongType())
+    # A plain row-at-a-time Python UDF, said explicitly: Spark 4 would otherwise try to
+    # read an Arrow or pandas UDF type from the function's type hints.
+    double_udf = F.udf(double_slowly, LongType(), useArrow=False)
     frame = spark.createDataFrame([(x,) for x in INPUTS], "x long")
     rows = frame.select(double_udf("x").alias("doubled")).collect()
     spark_result = [row.doubled for row in rows]

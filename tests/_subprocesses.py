@@ -36,7 +36,8 @@ class Driver:
             cwd=REPO,
         )
         self.events: queue.Queue[dict] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -79,6 +80,9 @@ class Driver:
             self.proc.kill()
         self.proc.wait(timeout=30)
         _processes.stop(leftovers, grace_s=2)
+        self._reader.join(timeout=30)  # EOF once the driver and its children are gone
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self._log.close()
 
 

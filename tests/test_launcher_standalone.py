@@ -71,8 +71,11 @@ def standalone_master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     procs: dict[str, subprocess.Popen] = {}
     try:
         for name, command in commands.items():
-            log = (logs / f"{name}.log").open("w")
-            procs[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            # The child keeps its own copy of the descriptor; ours closes at once.
+            with (logs / f"{name}.log").open("w") as log:
+                procs[name] = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, env=env
+                )
             if name == "master":
                 _wait_for(lambda: _port_open(port), 120, "the standalone master")
         for name in ("worker1", "worker2"):
