@@ -91,7 +91,8 @@ class RayOnSpark:
             implies ``mode="hybrid"``.
         embedded_workers: Ray worker nodes of the embedded cluster (default: one per core).
         auth: ``"token"`` (a fresh token per cluster, in a 0600 file) or ``"disabled"``.
-        ready_timeout_s: How long to wait for the planned worker nodes once the head is up.
+        ready_timeout_s: How long to wait for the planned worker nodes once the head is up
+            (Ray on Spark's own wait for a first worker, fixed at 120 s, is raised to it).
         progress: Print progress lines to stderr while starting.
         connect: Connect this process to the cluster (``ray.init``) once it is ready.
         **overrides: Extra or replacement keyword arguments for ``setup_ray_cluster``
@@ -385,6 +386,7 @@ class RayOnSpark:
         # Install Ray-on-Spark's SIGTERM handler from the main thread now, so our
         # handler stays the outer one and runs after Ray's.
         _internals.install_ray_on_spark_sigterm_handler()
+        _internals.set_worker_start_patience(self._ready_timeout_s)
         # Ray-on-Spark's job server starts every worker node (also replacements, long
         # after this call) through pyspark's inheritable_thread_target without a session,
         # which warns each time, in that server's thread: a process-wide filter is the
@@ -478,6 +480,7 @@ class RayOnSpark:
                 elif not getattr(handle, "is_shutdown", False):
                     # Created but never registered as active (start failed in between).
                     handle.shutdown()
+                _internals.close_spark_job_server(handle)
                 # Ray terminates the head's starter process but never reaps it.
                 try:
                     handle.head_proc.wait(timeout=30)

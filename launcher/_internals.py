@@ -124,3 +124,30 @@ def set_autoscaler_events_shown(shown: bool) -> bool:
     previous = bool(getattr(ray_constants, "AUTOSCALER_EVENTS", True))
     ray_constants.AUTOSCALER_EVENTS = int(shown)
     return previous
+
+
+def set_worker_start_patience(seconds: float) -> None:
+    """Let ``setup_ray_cluster`` wait ``seconds`` (not its fixed 120 s) for a first worker.
+
+    Why: Ray on Spark gives up when no worker node has joined for 120 s, a module
+    constant with no setting. On a busy host (several clusters, a loaded CI machine)
+    the first node can take longer; the launcher's own ``ready_timeout_s`` is the
+    user's answer to "how long may a start take", so it governs both waits.
+    """
+    from ray.util.spark import cluster_init
+
+    if hasattr(cluster_init, "_RAY_CONNECT_CLUSTER_POLL_PROGRESS_TIMEOUT"):
+        cluster_init._RAY_CONNECT_CLUSTER_POLL_PROGRESS_TIMEOUT = max(120, int(seconds))
+
+
+def close_spark_job_server(cluster_handle: Any) -> None:
+    """Close the listening socket of a stopped cluster's Spark job server.
+
+    Why: Ray on Spark stops its job server's request loop at shutdown but never closes
+    the server's socket, so every launch in a process would leave one listening
+    descriptor behind until the garbage collector finds it.
+    """
+    server = getattr(cluster_handle, "spark_job_server", None)
+    close = getattr(server, "server_close", None)
+    if close is not None:
+        close()
