@@ -6,8 +6,11 @@ process each time (as ``actor-patterns launch`` or a script does). After every c
 it records:
 
 - the processes the launch started that are still alive (must be 0);
-- ``/dev/shm`` usage, where Ray's object stores live (must not grow);
-- the launcher's and Spark's temporary directories left in the temp dir (must not grow).
+- ``/dev/shm`` usage, where Ray's object stores live (must not grow; it is the whole
+  machine's figure, so other programs' use shows too);
+- the entries left in the temporary directory the launches use (must stay empty): the
+  soak gives every launch a temp dir of its own (``TMPDIR``), so what is counted
+  there is what the launches left, whatever else runs on the machine.
 
 The figures go to ``benchmarks/results/soak.json`` and a Markdown table to
 ``benchmarks/results/soak.md`` (included by the Ray on Spark page). Exit code 1 if a
@@ -31,8 +34,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-# What a launch may leave in the temp dir: its own temp root, Spark's scratch dirs.
-TEMP_PREFIXES = ("rap-", "spark-", "blockmgr-", "pyspark-")
+SHM_TOLERANCE_MIB = 16.0
 
 # A launch in a fresh process: report the started processes, then shut down by exit.
 CHILD = """
@@ -52,17 +54,9 @@ def _shm_used_mib() -> float:
         return 0.0
 
 
-def _temp_entries(owner: int) -> list[str]:
-    """Temp entries with a launch's prefixes, owned by this user."""
-    base = Path(tempfile.gettempdir())
-    found = []
-    for entry in base.iterdir():
-        try:
-            if entry.name.startswith(TEMP_PREFIXES) and entry.lstat().st_uid == owner:
-                found.append(entry.name)
-        except OSError:
-            continue
-    return sorted(found)
+def _temp_entries(temp_dir: Path) -> list[str]:
+    """What the launches left in their temporary directory."""
+    return sorted(entry.name for entry in temp_dir.iterdir())
 
 
 def _in_process_cycle() -> dict[str, Any]:
@@ -74,7 +68,7 @@ def _in_process_cycle() -> dict[str, Any]:
     return {"started": started, "start_s": start_s, "shutdown_s": cluster.timings["shutdown_s"]}
 
 
-def _fresh_process_cycle() -> dict[str, Any]:
+def _fresh_process_cycle(temp_dir: Path) -> dict[str, Any]:
     began = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(ROOT)],
@@ -82,6 +76,7 @@ def _fresh_process_cycle() -> dict[str, Any]:
         text=True,
         timeout=900,
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(temp_dir)},
     )
     if result.returncode != 0:
         raise RuntimeError(f"launch in a fresh process failed:\n{result.stderr[-3000:]}")
@@ -99,14 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=20)
     args = parser.parse_args(argv)
 
-    owner = os.getuid()
-    baseline = {"shm_mib": _shm_used_mib(), "temp_entries": _temp_entries(owner)}
-    print(f"baseline: /dev/shm {baseline['shm_mib']} MiB, temp entries {baseline['temp_entries']}")
+    temp_dir = Path(tempfile.mkdtemp(prefix="rap-soak-"))
+    # Launches in this process create their temp dirs here too.
+    tempfile.tempdir = str(temp_dir)
+    baseline = {"shm_mib": _shm_used_mib(), "temp_entries": _temp_entries(temp_dir)}
+    print(f"launches use {temp_dir}; /dev/shm {baseline['shm_mib']} MiB in use at the start")
     cycles = []
     for number in range(1, args.cycles + 1):
         where = "in-process" if number % 2 else "fresh-process"
         began = time.monotonic()
-        run = _in_process_cycle() if where == "in-process" else _fresh_process_cycle()
+        run = _in_process_cycle() if where == "in-process" else _fresh_process_cycle(temp_dir)
         left = _processes.wait_gone(run["started"], timeout_s=30)
         row = {
             "cycle": number,
@@ -116,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             "processes_started": len(run["started"]),
             "processes_left": len(left),
             "shm_mib": _shm_used_mib(),
-            "temp_entries": len(_temp_entries(owner)),
+            "temp_entries": len(_temp_entries(temp_dir)),
             "load_1m": round(os.getloadavg()[0], 2),
         }
         cycles.append(row)
@@ -129,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         if left:
             _processes.stop({(p.pid, p.create_time()) for p in left})
 
+    left_in_temp = _temp_entries(temp_dir)
+    tempfile.tempdir = None
+    if not left_in_temp:
+        temp_dir.rmdir()
     leaked = sum(c["processes_left"] for c in cycles)
     shm_growth = round(max(c["shm_mib"] for c in cycles) - baseline["shm_mib"], 1)
     temp_growth = max(c["temp_entries"] for c in cycles) - len(baseline["temp_entries"])
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "shm_growth_mib": shm_growth,
         "temp_entries_growth": temp_growth,
         "baseline": baseline,
+        "left_in_temp_dir": left_in_temp,
         "rows": cycles,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{len(cycles)} cycles: processes left {leaked}, /dev/shm growth {shm_growth} MiB, "
         f"temp entries growth {temp_growth}; wrote {RESULTS.relative_to(ROOT)}/soak.md"
     )
-    return 0 if leaked == 0 and shm_growth <= 1.0 and temp_growth <= 0 else 1
+    # A leaked object store would hold hundreds of MiB; small drift is other programs.
+    return 0 if leaked == 0 and shm_growth <= SHM_TOLERANCE_MIB and temp_growth <= 0 else 1
 
 
 def _markdown(summary: dict[str, Any]) -> str:
@@ -160,8 +163,9 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"{summary['cycles']} launch/shutdown cycles of the embedded cluster on "
         f"{summary['date']}, alternately in the soak's own process and in a fresh process. "
         f"Processes left alive after all cycles: **{summary['processes_left_total']}**; "
-        f"`/dev/shm` growth: **{summary['shm_growth_mib']} MiB**; launcher and Spark temp "
-        f"directories left: **{summary['temp_entries_growth']}** more than before. "
+        f"`/dev/shm` growth: **{summary['shm_growth_mib']} MiB** (the whole machine's "
+        f"figure); entries left in the launches' temporary directory: "
+        f"**{summary['temp_entries_growth']}**. "
         f"Median launch-to-ready: {median:.1f} s.",
         "",
         "| Cycle | Where | Launch to ready (s) | Whole cycle (s) | Processes started | "
