@@ -47,6 +47,39 @@ def _install_exit_hook() -> None:
     _exit_hook_installed = True
 
 
+# Ray puts its Unix sockets under the launch's temp dir, at most this far below it:
+# "/ray-<port>-<cluster id>/session_<date>_<time>_<microseconds>_<pid>/sockets/plasma_store".
+_RAY_SOCKET_SUFFIX_MAX = len("/ray-65535-0123abcd/session_2026-01-01_00-00-00_000000_4194304")
+_RAY_SOCKET_SUFFIX_MAX += len("/sockets/plasma_store")
+_LAUNCH_DIR_LEN = len("/rap-0123abcd")
+_AF_UNIX_PATH_MAX = 107  # bytes, Linux (sun_path is 108 with the terminating NUL)
+
+
+def temp_base_for_ray(base: str) -> str:
+    """Where a launch may put its temp dir so Ray's socket paths stay short enough.
+
+    A Unix socket path is limited to 107 bytes, and Ray fails deep inside ``ray start``
+    when a path is longer. A long ``TMPDIR`` (a CI runner's, a nested temp dir) would
+    do that, so the launcher falls back to ``/tmp`` and, if even that does not fit,
+    refuses before anything starts.
+
+    Examples:
+        >>> temp_base_for_ray("/tmp")
+        '/tmp'
+        >>> temp_base_for_ray("/home/ci/" + "x" * 60)
+        '/tmp'
+    """
+    room = _AF_UNIX_PATH_MAX - _LAUNCH_DIR_LEN - _RAY_SOCKET_SUFFIX_MAX
+    for candidate in (base, "/tmp"):
+        if len(os.fsencode(candidate)) <= room and os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    msg = (
+        f"the temporary directory {base!r} is too long for Ray's Unix sockets (at most "
+        f"{room} bytes here) and /tmp is not usable; set TMPDIR to a short, writable path"
+    )
+    raise ValueError(msg)
+
+
 class LaunchError(RuntimeError):
     """The cluster could not be started; everything started so far was stopped."""
 
@@ -231,7 +264,8 @@ class RayOnSpark:
         self._check_can_start()
         began = time.monotonic()
         self._preexisting_children = _processes.descendants()
-        self._state = _hook.LaunchState(node_env={}, temp_root=tempfile.mkdtemp(prefix="rap-"))
+        temp_root = tempfile.mkdtemp(prefix="rap-", dir=temp_base_for_ray(tempfile.gettempdir()))
+        self._state = _hook.LaunchState(node_env={}, temp_root=temp_root)
         _hook.activate(self._state)
         _install_exit_hook()
         _running.add(self)

@@ -8,9 +8,9 @@ it records:
 - the processes the launch started that are still alive (must be 0);
 - ``/dev/shm`` usage, where Ray's object stores live (must not grow; it is the whole
   machine's figure, so other programs' use shows too);
-- the entries left in the temporary directory the launches use (must stay empty): the
-  soak gives every launch a temp dir of its own (``TMPDIR``), so what is counted
-  there is what the launches left, whatever else runs on the machine.
+- the entries in the temporary directory that were not there before the soak (must
+  stay 0). Ray's Unix socket paths leave no room to nest launches in a private temp
+  dir, so this counts the shared one: run the soak on an otherwise quiet machine.
 
 The figures go to ``benchmarks/results/soak.json`` and a Markdown table to
 ``benchmarks/results/soak.md`` (included by the Ray on Spark page). Exit code 1 if a
@@ -54,9 +54,9 @@ def _shm_used_mib() -> float:
         return 0.0
 
 
-def _temp_entries(temp_dir: Path) -> list[str]:
-    """What the launches left in their temporary directory."""
-    return sorted(entry.name for entry in temp_dir.iterdir())
+def _temp_entries(temp_dir: Path) -> set[str]:
+    """The names in the temporary directory (those that vanish mid-listing are skipped)."""
+    return {entry.name for entry in temp_dir.iterdir()}
 
 
 def _in_process_cycle() -> dict[str, Any]:
@@ -68,7 +68,7 @@ def _in_process_cycle() -> dict[str, Any]:
     return {"started": started, "start_s": start_s, "shutdown_s": cluster.timings["shutdown_s"]}
 
 
-def _fresh_process_cycle(temp_dir: Path) -> dict[str, Any]:
+def _fresh_process_cycle() -> dict[str, Any]:
     began = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(ROOT)],
@@ -76,7 +76,6 @@ def _fresh_process_cycle(temp_dir: Path) -> dict[str, Any]:
         text=True,
         timeout=900,
         cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(temp_dir)},
     )
     if result.returncode != 0:
         raise RuntimeError(f"launch in a fresh process failed:\n{result.stderr[-3000:]}")
@@ -94,16 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=20)
     args = parser.parse_args(argv)
 
-    temp_dir = Path(tempfile.mkdtemp(prefix="rap-soak-"))
-    # Launches in this process create their temp dirs here too.
-    tempfile.tempdir = str(temp_dir)
-    baseline = {"shm_mib": _shm_used_mib(), "temp_entries": _temp_entries(temp_dir)}
-    print(f"launches use {temp_dir}; /dev/shm {baseline['shm_mib']} MiB in use at the start")
+    temp_dir = Path(tempfile.gettempdir())
+    before = _temp_entries(temp_dir)
+    baseline = {"shm_mib": _shm_used_mib(), "temp_entries": len(before)}
+    print(f"/dev/shm {baseline['shm_mib']} MiB in use and {len(before)} entries in {temp_dir}")
     cycles = []
     for number in range(1, args.cycles + 1):
         where = "in-process" if number % 2 else "fresh-process"
         began = time.monotonic()
-        run = _in_process_cycle() if where == "in-process" else _fresh_process_cycle(temp_dir)
+        run = _in_process_cycle() if where == "in-process" else _fresh_process_cycle()
         left = _processes.wait_gone(run["started"], timeout_s=30)
         row = {
             "cycle": number,
@@ -113,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             "processes_started": len(run["started"]),
             "processes_left": len(left),
             "shm_mib": _shm_used_mib(),
-            "temp_entries": len(_temp_entries(temp_dir)),
+            "temp_entries": len(_temp_entries(temp_dir) - before),
             "load_1m": round(os.getloadavg()[0], 2),
         }
         cycles.append(row)
@@ -126,13 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         if left:
             _processes.stop({(p.pid, p.create_time()) for p in left})
 
-    left_in_temp = _temp_entries(temp_dir)
-    tempfile.tempdir = None
-    if not left_in_temp:
-        temp_dir.rmdir()
+    left_in_temp = sorted(_temp_entries(temp_dir) - before)
     leaked = sum(c["processes_left"] for c in cycles)
     shm_growth = round(max(c["shm_mib"] for c in cycles) - baseline["shm_mib"], 1)
-    temp_growth = max(c["temp_entries"] for c in cycles) - len(baseline["temp_entries"])
+    temp_growth = len(left_in_temp)
     summary = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cycles": len(cycles),
@@ -164,7 +159,7 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"{summary['date']}, alternately in the soak's own process and in a fresh process. "
         f"Processes left alive after all cycles: **{summary['processes_left_total']}**; "
         f"`/dev/shm` growth: **{summary['shm_growth_mib']} MiB** (the whole machine's "
-        f"figure); entries left in the launches' temporary directory: "
+        f"figure); new entries left in the temporary directory: "
         f"**{summary['temp_entries_growth']}**. "
         f"Median launch-to-ready: {median:.1f} s.",
         "",
