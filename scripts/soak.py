@@ -79,7 +79,9 @@ def _fresh_process_cycle() -> dict[str, Any]:
     )
     if result.returncode != 0:
         raise RuntimeError(f"launch in a fresh process failed:\n{result.stderr[-3000:]}")
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    # Ray's head writes its own lines to the same stdout: find the child's report.
+    line = next(x for x in result.stdout.splitlines() if x.startswith('{"started"'))
+    report = json.loads(line)
     started = {(int(pid), float(created)) for pid, created in report["started"]}
     total = time.monotonic() - began
     return {"started": started, "start_s": report["start_s"], "process_s": total}
