@@ -123,7 +123,9 @@ def test_launch_status_and_ctrl_c(tmp_path: Path) -> None:
         assert _processes.wait_gone(started, timeout_s=60) == []
         assert not (tmp_path / f"ray-actor-patterns-{os.getuid()}" / "cluster.json").exists()
     finally:
+        leftovers = started | _processes.descendants(launch.pid)  # before the kill orphans them
         if launch.poll() is None:
             launch.kill()
-        _processes.stop(started | _processes.descendants(launch.pid), grace_s=2)
+        _processes.stop(leftovers, grace_s=2)
+        launch.wait(timeout=30)  # reaped, so its Popen never warns inside a later test
         log.close()

@@ -92,6 +92,10 @@ def standalone_master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         for proc in procs.values():
             started |= {(proc.pid, _create_time(proc.pid))} | _processes.descendants(proc.pid)
         _processes.stop(started, grace_s=10)
+        # Reap our direct children: stopped by PID above, their Popen objects would
+        # otherwise warn "still running" when collected, inside some later test.
+        for proc in procs.values():
+            proc.wait(timeout=30)
 
 
 def _port_open(port: int) -> bool:
