@@ -7,10 +7,11 @@ the deadlock shown here ends in an error instead of a hang.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 
 import ray
-from ray.exceptions import GetTimeoutError
 
 from patterns import divide_and_conquer
 
@@ -75,26 +76,39 @@ def square(x: int) -> int:
 
 @ray.remote
 class Coordinator:
-    """An actor that fans work out to tasks and waits for them."""
+    """An async actor that fans work out to tasks and awaits them."""
 
-    def run(self, n: int, wait_s: float) -> int:
-        return sum(ray.get([square.remote(i) for i in range(n)], timeout=wait_s))
+    async def run(self, n: int, wait_s: float) -> int:
+        squares = asyncio.gather(*[square.remote(i) for i in range(n)])
+        return sum(await asyncio.wait_for(squares, wait_s))
 
 
 # --8<-- [end:coordinator]
 
 
+def free_cpus(settle_s: float = 30.0) -> int:
+    """The CPUs free once the tasks before have given theirs back (Ray reports it late)."""
+    total = int(ray.cluster_resources().get("CPU", 0))
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline:
+        if int(ray.available_resources().get("CPU", 0)) >= total:
+            break
+        time.sleep(0.2)
+    return int(ray.available_resources().get("CPU", 0))
+
+
 def deadlock() -> None:
-    cpus = int(ray.available_resources().get("CPU", 0))
+    cpus = free_cpus()
     assert cpus >= 1, "this demonstration needs at least one free CPU"
     # --8<-- [start:deadlock]
-    # One coordinator per CPU, each holding its CPU for as long as it lives: the tasks
-    # they wait for find no CPU left. Unlike a task, an actor keeps its CPU while it waits.
+    # One coordinator per CPU, each holding its CPU for as long as it lives. A blocking
+    # ray.get would lend the CPU out while it waits; an `await` does not: the tasks
+    # they wait for find no CPU left.
     greedy = [Coordinator.options(num_cpus=1).remote() for _ in range(cpus)]
     try:
         ray.get([c.run.remote(4, 5.0) for c in greedy], timeout=TIMEOUT)
         raise AssertionError("expected the coordinators to starve their own tasks")
-    except GetTimeoutError:
+    except TimeoutError:  # raised in the actors by asyncio.wait_for, re-raised here
         print(f"{cpus} coordinators holding {cpus} CPUs: their tasks never started")
     finally:
         for c in greedy:

@@ -69,7 +69,8 @@ def step(cluster: object, *, quick: bool) -> None:
         )
         try:
             team = sup.child("team")
-            left = ray.get(team.child.remote("left"), timeout=TIMEOUT_S)["ok"]
+            reply: Any = ray.get(team.child.remote("left"), timeout=TIMEOUT_S)
+            left = reply["ok"]
             assert ray.get(left.add.remote(42), timeout=TIMEOUT_S) == 42
             time.sleep(1.5)  # a health check or two: the count is in the store
             before = sup.tree(timeout=TIMEOUT_S)
@@ -86,7 +87,8 @@ def step(cluster: object, *, quick: bool) -> None:
                 assert time.monotonic() < deadline, "the supervisor did not restart 'left'"
                 time.sleep(0.2)
             print("\n".join(_show(after)))
-            left = ray.get(team.child.remote("left"), timeout=TIMEOUT_S)["ok"]
+            reply = ray.get(team.child.remote("left"), timeout=TIMEOUT_S)
+            left = reply["ok"]
             restored = ray.get(left.add.remote(0), timeout=TIMEOUT_S)
             assert leaves["right"]["pid"] == pids["right"]  # one_for_one: the sibling is untouched
             assert leaves["left"]["restarts"] == 1 and restored == 42
