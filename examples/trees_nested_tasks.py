@@ -106,7 +106,7 @@ def deadlock() -> None:
     # they wait for find no CPU left.
     greedy = [Coordinator.options(num_cpus=1).remote() for _ in range(cpus)]
     try:
-        ray.get([c.run.remote(4, 5.0) for c in greedy], timeout=TIMEOUT)
+        ray.get([c.run.remote(4, 2.0) for c in greedy], timeout=TIMEOUT)
         raise AssertionError("expected the coordinators to starve their own tasks")
     except TimeoutError:  # raised in the actors by asyncio.wait_for, re-raised here
         print(f"{cpus} coordinators holding {cpus} CPUs: their tasks never started")

@@ -9,6 +9,7 @@ import atexit
 import os
 import pickle
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,12 @@ def _events(path: Path, kind: str) -> list[str]:
     return [line.split()[1] for line in lines if line.startswith(kind + " ")]
 
 
-def test_children_start_in_order_and_stop_in_reverse(ray_cluster: dict, tmp_path: Path) -> None:
-    log = tmp_path / "events"
+@pytest.fixture(scope="module")
+def logged_tree(
+    ray_cluster: dict, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Supervisor, Path]]:
+    """a, b, then a supervisor of c and d; every start and clean stop logged to a file."""
+    log = tmp_path_factory.mktemp("order") / "events"
     sup = Supervisor(
         [
             _logged("a", log),
@@ -65,61 +70,73 @@ def test_children_start_in_order_and_stop_in_reverse(ray_cluster: dict, tmp_path
         name="order-test",
     )
     try:
-        assert _events(log, "start") == ["a", "b", "c", "d"]
-        tree = sup.tree(timeout=TIMEOUT)
-        keys = {"name", "kind", "state", "pid", "restarts", "children", "restart", "last_exit"}
-        assert keys <= set(tree) and tree["name"] == "order-test" and tree["restarts"] is None
-        assert [c["name"] for c in tree["children"]] == ["a", "b", "team"]
-        team = tree["children"][2]
-        assert team["kind"] == "supervisor" and [c["name"] for c in team["children"]] == ["c", "d"]
-        assert all(keys <= set(c) for c in [*tree["children"], *team["children"]])
-        assert all(c["state"] == "running" and c["pid"] for c in team["children"])
-        # Attach by name, and a facade pickled into another process: the same tree.
-        assert Supervisor.attach("order-test").pid() == sup.pid()
-        copy = pickle.loads(pickle.dumps(sup))
-        assert [c["name"] for c in copy.which_children()] == ["a", "b", "team"]
+        yield sup, log
     finally:
         sup.shutdown()
-    stops = wait_until(lambda: len(_events(log, "stop")) == 4 and _events(log, "stop"), "4 stops")
-    assert stops == ["d", "c", "b", "a"]  # children before parents, last started first
 
 
-def test_dynamic_children_and_their_errors(ray_cluster: dict) -> None:
-    sup = Supervisor([ChildSpec("first", Plain)])
-    try:
-        entry = sup.start_child(ChildSpec("extra", Plain))
-        assert entry["name"] == "extra" and entry["state"] == "running" and entry["pid"]
-        assert [c["name"] for c in sup.which_children()] == ["first", "extra"]
-        with pytest.raises(ValueError, match="has a child named 'extra' already"):
-            sup.start_child(ChildSpec("extra", Plain))
-        with pytest.raises(RuntimeError, match="child 'db' failed to start: its constructor"):
-            sup.start_child(ChildSpec("db", Broken))
-        assert [c["name"] for c in sup.which_children()] == ["first", "extra"]
+def test_children_start_in_order_and_the_tree_shows_them(
+    logged_tree: tuple[Supervisor, Path],
+) -> None:
+    sup, log = logged_tree
+    assert _events(log, "start") == ["a", "b", "c", "d"]
+    tree = sup.tree(timeout=TIMEOUT)
+    keys = {"name", "kind", "state", "pid", "restarts", "children", "restart", "last_exit"}
+    assert keys <= set(tree) and tree["name"] == "order-test" and tree["restarts"] is None
+    assert [c["name"] for c in tree["children"]] == ["a", "b", "team"]
+    team = tree["children"][2]
+    assert team["kind"] == "supervisor" and [c["name"] for c in team["children"]] == ["c", "d"]
+    assert all(keys <= set(c) for c in [*tree["children"], *team["children"]])
+    assert all(c["state"] == "running" and c["pid"] for c in team["children"])
+    # Attach by name, and a facade pickled into another process: the same tree.
+    assert Supervisor.attach("order-test").pid() == sup.pid()
+    copy = pickle.loads(pickle.dumps(sup))
+    assert [c["name"] for c in copy.which_children()] == ["a", "b", "team"]
 
-        extra = sup.child("extra")
-        sup.terminate_child("extra")
-        assert is_dead(extra)
-        stopped = sup.which_children()[1]
-        assert stopped["state"] == "stopped" and stopped["pid"] is None
-        with pytest.raises(RuntimeError, match="child 'extra' is not running"):
-            sup.child("extra")
-        with pytest.raises(RuntimeError, match="restart_child\\(\\) starts a stopped child"):
-            sup.restart_child("first")
-        again = sup.restart_child("extra")
-        assert again["state"] == "running" and again["pid"] != entry["pid"]
-        with pytest.raises(RuntimeError, match="terminate it first"):
-            sup.delete_child("extra")
-        sup.terminate_child("extra")
+
+def test_dynamic_children_and_their_errors(logged_tree: tuple[Supervisor, Path]) -> None:
+    sup, _ = logged_tree
+    names = [c["name"] for c in sup.which_children()]
+    entry = sup.start_child(ChildSpec("extra", Plain))
+    assert entry["name"] == "extra" and entry["state"] == "running" and entry["pid"]
+    assert [c["name"] for c in sup.which_children()] == [*names, "extra"]
+    with pytest.raises(ValueError, match="has a child named 'extra' already"):
+        sup.start_child(ChildSpec("extra", Plain))
+    with pytest.raises(RuntimeError, match="child 'db' failed to start: its constructor"):
+        sup.start_child(ChildSpec("db", Broken))
+    assert [c["name"] for c in sup.which_children()] == [*names, "extra"]
+
+    extra = sup.child("extra")
+    sup.terminate_child("extra")
+    assert is_dead(extra)
+    stopped = sup.which_children()[-1]
+    assert stopped["state"] == "stopped" and stopped["pid"] is None
+    with pytest.raises(RuntimeError, match="child 'extra' is not running"):
+        sup.child("extra")
+    with pytest.raises(RuntimeError, match=r"restart_child\(\) starts a stopped child"):
+        sup.restart_child("a")
+    again = sup.restart_child("extra")
+    assert again["state"] == "running" and again["pid"] != entry["pid"]
+    with pytest.raises(RuntimeError, match="terminate it first"):
         sup.delete_child("extra")
-        assert [c["name"] for c in sup.which_children()] == ["first"]
-        with pytest.raises(ValueError, match="has no child named 'nope'"):
-            sup.child("nope")
-        with pytest.raises(TypeError, match="'spec' must be a ChildSpec or SupervisorSpec"):
-            sup.start_child(Plain)  # type: ignore[arg-type]
-        assert sup.status()["state"] == "running"
-    finally:
-        sup.shutdown()
+    sup.terminate_child("extra")
+    sup.delete_child("extra")
+    assert [c["name"] for c in sup.which_children()] == names
+    with pytest.raises(ValueError, match="has no child named 'nope'"):
+        sup.child("nope")
+    with pytest.raises(TypeError, match="'spec' must be a ChildSpec or SupervisorSpec"):
+        sup.start_child(Plain)  # type: ignore[arg-type]
+    assert sup.status()["state"] == "running"
+
+
+def test_shutdown_stops_children_before_parents_last_started_first(
+    logged_tree: tuple[Supervisor, Path],
+) -> None:
+    sup, log = logged_tree
+    sup.shutdown(timeout=TIMEOUT)
     assert is_dead(sup.actor)
+    stops = wait_until(lambda: len(_events(log, "stop")) == 4 and _events(log, "stop"), "4 stops")
+    assert stops == ["d", "c", "b", "a"]
 
 
 def test_a_tree_whose_child_cannot_start_is_not_started(ray_cluster: dict, tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ One tree serves most tests (starting actors is the expensive part):
     `-- rest   rest_for_one [a, b, c]
 
 every leaf a ``Keeper`` (a count with snapshot/restore) under a store, health checks
-every 0.3 s. Each test reads the PIDs it compares at its own start, so any test runs
-alone too; the shutdown test comes last. Every wait has a timeout.
+every 0.3 s. A second, flat tree holds one child per restart type (health checks every
+second) for the hang and restart-type tests; the restart storm gets a tree of its own.
+Each test reads the PIDs it compares at its own start, so any test runs alone too; the
+shutdown test comes last. Every wait has a timeout.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tests._trees_children import (
 pytestmark = pytest.mark.fault
 
 INTERVAL = 0.3
+HANG_INTERVAL = 1.0
 
 
 def _leaves(*names: str) -> list[ChildSpec]:
@@ -174,30 +177,75 @@ def test_shutdown_leaves_no_actor_of_the_tree_alive(tree: Supervisor) -> None:
 # --- a small tree per promise ----------------------------------------------------------
 
 
-def test_a_hung_child_is_detected_within_two_intervals(ray_cluster: dict) -> None:
-    interval = 1.0
+@pytest.fixture(scope="module")
+def flat(ray_cluster: dict) -> Iterator[Supervisor]:
+    """One level, one child per restart type; pings every second, a hang after 0.5 s."""
     sup = Supervisor(
-        [ChildSpec("worker", Keeper), ChildSpec("other", Keeper)],
-        health_check_interval_s=interval,
-        health_check_timeout_s=interval / 2,
+        [
+            ChildSpec("worker", Keeper),
+            ChildSpec("job", Keeper, restart="transient"),
+            ChildSpec("once", Keeper, restart="temporary"),
+            ChildSpec("always", Keeper, restart="permanent"),
+        ],
+        health_check_interval_s=HANG_INTERVAL,
+        health_check_timeout_s=HANG_INTERVAL / 2,
     )
     try:
-        before = wait_until(lambda: running(sup, ["worker", "other"]), "both children")
-        sent = time.time()
-        sup.child("worker", timeout=TIMEOUT).hang.remote()  # alive, silent from now on
-        after = wait_until(
-            lambda: (p := running(sup, ["worker"])) and p["worker"] != before["worker"] and p,
-            "the hung child replaced",
-        )
-        entry = next(c for c in sup.which_children(timeout=TIMEOUT) if c["name"] == "worker")
-        assert entry["last_exit"].startswith("hung")
-        # The issue's bound: two intervals from the hang (the call was sent a bit before it).
-        assert entry["exited_at"] - sent <= 2 * interval, entry["exited_at"] - sent
-        assert running(sup, ["other"]) == {"other": before["other"]}
-        assert after["worker"] != before["worker"]
-        assert ray.get(sup.child("worker").value.remote(), timeout=TIMEOUT) == 0
+        yield sup
     finally:
         sup.shutdown()
+
+
+def test_a_hung_child_is_detected_within_two_intervals(flat: Supervisor) -> None:
+    siblings = ["job", "once", "always"]
+    before = wait_until(lambda: running(flat, ["worker", *siblings]), "the children")
+    sent = time.time()
+    flat.child("worker", timeout=TIMEOUT).hang.remote()  # alive, silent from now on
+    after = wait_until(
+        lambda: (p := running(flat, ["worker"])) and p["worker"] != before["worker"] and p,
+        "the hung child replaced",
+    )
+    entry = next(c for c in flat.which_children(timeout=TIMEOUT) if c["name"] == "worker")
+    assert entry["last_exit"].startswith("hung")
+    # The issue's bound: two intervals from the hang (the call was sent a bit before it).
+    assert entry["exited_at"] - sent <= 2 * HANG_INTERVAL, entry["exited_at"] - sent
+    assert running(flat, siblings) == {n: before[n] for n in siblings}  # one_for_one
+    assert after["worker"] != before["worker"]
+    assert ray.get(flat.child("worker").value.remote(), timeout=TIMEOUT) == 0  # no store
+
+
+def test_transient_and_temporary_children(flat: Supervisor) -> None:
+    first = wait_until(lambda: running(flat, ["job", "once", "always"]), "the children")
+    # An abnormal exit restarts a transient child...
+    sigkill(first["job"])
+    wait_until(
+        lambda: (p := running(flat, ["job"])) and p["job"] != first["job"],
+        "the transient child restarted after a crash",
+    )
+    # ... a normal exit does not.
+    flat.child("job").finish.remote("work done")
+    job = wait_until(
+        lambda: next(
+            c for c in flat.which_children() if c["name"] == "job" and c["state"] == "stopped"
+        ),
+        "the transient child stopped",
+    )
+    assert job["last_exit"] == "exited normally: work done" and job["pid"] is None
+    # A temporary child is never restarted, even after a crash: it is forgotten.
+    sigkill(first["once"])
+    wait_until(
+        lambda: "once" not in [c["name"] for c in flat.which_children()],
+        "the temporary child forgotten",
+    )
+    # A permanent child comes back even from a normal exit.
+    flat.child("always").finish.remote()
+    wait_until(
+        lambda: (p := running(flat, ["always"])) and p["always"] != first["always"],
+        "the permanent child restarted after a normal exit",
+    )
+    time.sleep(2 * HANG_INTERVAL)  # nothing else happens later
+    states = {c["name"]: c["state"] for c in flat.which_children()}
+    assert states == {"worker": "running", "job": "stopped", "always": "running"}
 
 
 def test_a_restart_storm_escalates_to_the_parent_which_restarts_the_subtree(
@@ -253,51 +301,5 @@ def test_a_restart_storm_escalates_to_the_parent_which_restarts_the_subtree(
         )
         assert entries[0]["pid"] not in seen and entries[0]["restarts"] == 0
         assert sup.status(timeout=TIMEOUT)["state"] == "running"
-    finally:
-        sup.shutdown()
-
-
-def test_transient_and_temporary_children(ray_cluster: dict) -> None:
-    sup = Supervisor(
-        [
-            ChildSpec("job", Keeper, restart="transient"),
-            ChildSpec("once", Keeper, restart="temporary"),
-            ChildSpec("always", Keeper, restart="permanent"),
-        ],
-        health_check_interval_s=INTERVAL,
-    )
-    try:
-        first = wait_until(lambda: running(sup, ["job", "once", "always"]), "the children")
-        # An abnormal exit restarts a transient child...
-        sigkill(first["job"])
-        second = wait_until(
-            lambda: (p := running(sup, ["job"])) and p["job"] != first["job"] and p,
-            "the transient child restarted after a crash",
-        )
-        # ... a normal exit does not.
-        sup.child("job").finish.remote("work done")
-        job = wait_until(
-            lambda: next(
-                c for c in sup.which_children() if c["name"] == "job" and c["state"] == "stopped"
-            ),
-            "the transient child stopped",
-        )
-        assert job["last_exit"] == "exited normally: work done" and job["pid"] is None
-        # A temporary child is never restarted, even after a crash: it is forgotten.
-        sigkill(first["once"])
-        wait_until(
-            lambda: "once" not in [c["name"] for c in sup.which_children()],
-            "the temporary child forgotten",
-        )
-        # A permanent child comes back even from a normal exit.
-        sup.child("always").finish.remote()
-        wait_until(
-            lambda: (p := running(sup, ["always"])) and p["always"] != first["always"],
-            "the permanent child restarted after a normal exit",
-        )
-        time.sleep(3 * INTERVAL)  # nothing else happens later
-        names = {c["name"]: c["state"] for c in sup.which_children()}
-        assert names == {"job": "stopped", "always": "running"}
-        assert second["job"] != first["job"]
     finally:
         sup.shutdown()
