@@ -60,16 +60,20 @@ def build(store_dir: str) -> Supervisor:
         strategy="rest_for_one",  # a stage restarts with every stage after it
         max_restarts=3,
         within_s=30,
+        health_check_interval_s=0.5,
+        health_check_timeout_s=1.5,  # silent that long: hung (a busy host answers slowly)
     )
     flaky = SupervisorSpec(
         "flaky",
         [ChildSpec("unlucky", Stage, args=("unlucky",))],
         max_restarts=0,  # the first crash is one too many: it gives up at once
+        health_check_timeout_s=5.0,
     )
     root = Supervisor(
         [pipeline, flaky],
         strategy="one_for_one",
         health_check_interval_s=0.5,  # pings (and snapshots) twice a second
+        health_check_timeout_s=5.0,
         store=DirectoryStore(store_dir),  # where the snapshots go
         name="tour",
     )
@@ -79,8 +83,11 @@ def build(store_dir: str) -> Supervisor:
 
 def leaf(root: Supervisor, branch: str, name: str) -> Any:
     """The handle of a leaf: ask the root for the branch, the branch for the leaf."""
-    reply = ray.get(root.child(branch).child.remote(name), timeout=TIMEOUT)
-    return reply["ok"]
+
+    def ask() -> Any:
+        return ray.get(root.child(branch).child.remote(name), timeout=TIMEOUT).get("ok")
+
+    return wait_for(ask, f"{branch}/{name} running")
 
 
 def branch_pids(root: Supervisor, branch: str) -> dict[str, int | None]:
@@ -153,7 +160,7 @@ def hang(root: Supervisor) -> None:
     entries = ray.get(root.child("pipeline").which_children.remote(), timeout=TIMEOUT)
     writer = next(e for e in entries if e["name"] == "writer")
     print(f"{writer['last_exit']!r}, {writer['exited_at'] - sent:.1f} s after the stall")
-    # 'hung: no answer to a health check within 0.5 s, killed', 0.9 s after the stall
+    # 'hung: no answer to a health check within 1.5 s, killed', 1.9 s after the stall
     # --8<-- [end:hang]
     assert writer["last_exit"].startswith("hung")
     assert branch_pids(root, "pipeline")["parser"] == before["parser"]  # the last stage: alone

@@ -61,9 +61,11 @@ def step(cluster: object, *, quick: bool) -> None:
                     [ChildSpec("left", _Tally), ChildSpec("right", _Tally)],
                     strategy="one_for_one",
                     health_check_interval_s=0.5,
+                    health_check_timeout_s=5.0,
                 ),
             ],
             health_check_interval_s=0.5,
+            health_check_timeout_s=5.0,  # only crashes here: no false alarm on a busy host
             store=DirectoryStore(path),
             name="demo-tree",
         )

@@ -68,6 +68,7 @@ def logged_tree(
             SupervisorSpec("team", [_logged("c", log), _logged("d", log)]),
         ],
         name="order-test",
+        health_check_timeout_s=10.0,  # a restart would add log lines: no false alarm
     )
     try:
         yield sup, log

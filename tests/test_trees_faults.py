@@ -38,7 +38,12 @@ from tests._trees_children import (
 pytestmark = pytest.mark.fault
 
 INTERVAL = 0.3
-HANG_INTERVAL = 1.0
+# Crashes are seen at the next ping whatever the timeout; only hangs need a short one.
+# A busy 2-core host can take a second to answer a ping, so the trees that are not
+# testing hangs get a timeout no healthy child misses.
+PATIENT = 5.0
+HANG_INTERVAL = 2.0
+HANG_TIMEOUT = 1.5
 
 
 def _leaves(*names: str) -> list[ChildSpec]:
@@ -47,7 +52,12 @@ def _leaves(*names: str) -> list[ChildSpec]:
 
 @pytest.fixture(scope="module")
 def tree(ray_cluster: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
-    options = {"health_check_interval_s": INTERVAL, "max_restarts": 5, "within_s": 30}
+    options = {
+        "health_check_interval_s": INTERVAL,
+        "health_check_timeout_s": PATIENT,
+        "max_restarts": 5,
+        "within_s": 30,
+    }
     sup = Supervisor(
         [
             SupervisorSpec("solo", _leaves("a", "b"), strategy="one_for_one", **options),
@@ -69,8 +79,12 @@ def _sub(tree: Supervisor, name: str) -> Any:
 
 
 def _leaf(tree: Supervisor, sub: str, leaf: str) -> Any:
-    reply = ray.get(_sub(tree, sub).child.remote(leaf), timeout=TIMEOUT)
-    return reply["ok"]
+    """The running leaf's handle (waiting if it, or its supervisor, is restarting)."""
+
+    def handle() -> Any:
+        return ray.get(_sub(tree, sub).child.remote(leaf), timeout=TIMEOUT).get("ok")
+
+    return wait_until(handle, f"{sub}/{leaf} running")
 
 
 def _sub_pids(tree: Supervisor, sub: str, names: list[str]) -> dict[str, int] | None:
@@ -135,8 +149,10 @@ def test_rest_for_one_restarts_the_child_and_those_after_it(tree: Supervisor) ->
 def test_sigkill_of_a_middle_supervisor_brings_its_subtree_back(tree: Supervisor) -> None:
     wait_until(lambda: running(tree, ["solo", "all", "rest"]), "the middle supervisors")
     saved = _count_after_snapshot(tree, "solo", "b", 11)
-    before = tree_pids(tree.tree(timeout=TIMEOUT))
-    assert None not in before.values(), before
+    before = wait_until(
+        lambda: None not in (p := tree_pids(tree.tree(timeout=TIMEOUT))).values() and p,
+        "every actor of the tree running",
+    )
     sigkill(before["/solo"])
 
     def back() -> dict[str, int | None] | None:
@@ -179,7 +195,7 @@ def test_shutdown_leaves_no_actor_of_the_tree_alive(tree: Supervisor) -> None:
 
 @pytest.fixture(scope="module")
 def flat(ray_cluster: dict) -> Iterator[Supervisor]:
-    """One level, one child per restart type; pings every second, a hang after 0.5 s."""
+    """One level, one child per restart type; pings every 2 s, hung after 1.5 s of silence."""
     sup = Supervisor(
         [
             ChildSpec("worker", Keeper),
@@ -188,7 +204,7 @@ def flat(ray_cluster: dict) -> Iterator[Supervisor]:
             ChildSpec("always", Keeper, restart="permanent"),
         ],
         health_check_interval_s=HANG_INTERVAL,
-        health_check_timeout_s=HANG_INTERVAL / 2,
+        health_check_timeout_s=HANG_TIMEOUT,
     )
     try:
         yield sup
@@ -257,11 +273,13 @@ def test_a_restart_storm_escalates_to_the_parent_which_restarts_the_subtree(
         max_restarts=1,
         within_s=60,
         health_check_interval_s=INTERVAL,
+        health_check_timeout_s=PATIENT,
     )
     sup = Supervisor(
         [storm, ChildSpec("bystander", Keeper)],
         strategy="one_for_one",
         health_check_interval_s=INTERVAL,
+        health_check_timeout_s=PATIENT,
     )
     try:
         first = wait_until(lambda: running(sup, ["storm", "bystander"]), "the tree")
