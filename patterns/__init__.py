@@ -8,12 +8,26 @@ Nothing here imports ``launcher`` or ``pyspark``: the patterns run on any Ray cl
 
 from patterns.checkpointing import Checkpoint, CheckpointStore, DirectoryStore, RayKVStore
 from patterns.counters import Counter, ShardedCounter
+from patterns.trees import (
+    ChildSpec,
+    Supervisor,
+    SupervisorSpec,
+    divide_and_conquer,
+    exit_normally,
+    tree_reduce,
+)
 
 __all__ = [
     "Checkpoint",
     "CheckpointStore",
+    "ChildSpec",
     "Counter",
     "DirectoryStore",
     "RayKVStore",
     "ShardedCounter",
+    "Supervisor",
+    "SupervisorSpec",
+    "divide_and_conquer",
+    "exit_normally",
+    "tree_reduce",
 ]

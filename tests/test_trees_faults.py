@@ -1,0 +1,351 @@
+"""Kill processes of supervision trees (SIGKILL by PID, hangs, restart storms); check the promises.
+
+One tree serves most tests (starting actors is the expensive part):
+
+    root (one_for_one)
+    |-- solo   one_for_one  [a, b]
+    |-- all    one_for_all  [a, b]
+    `-- rest   rest_for_one [a, b, c]
+
+every leaf a ``Keeper`` (a count with snapshot/restore) under a store, health checks
+every 0.3 s. A second, flat tree holds one child per restart type (health checks every
+second) for the hang and restart-type tests; the restart storm gets a tree of its own.
+Each test reads the PIDs it compares at its own start, so any test runs alone too; the
+shutdown test comes last. Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from patterns import ChildSpec, DirectoryStore, Supervisor, SupervisorSpec
+from tests._trees_children import (
+    TIMEOUT,
+    Keeper,
+    is_dead,
+    running,
+    sigkill,
+    tree_pids,
+    wait_until,
+)
+
+pytestmark = pytest.mark.fault
+
+INTERVAL = 0.3
+# Crashes are seen at the next ping whatever the timeout; only hangs need a short one.
+# A busy 2-core host can take a second to answer a ping, so the trees that are not
+# testing hangs get a timeout no healthy child misses.
+PATIENT = 5.0
+HANG_INTERVAL = 2.0
+HANG_TIMEOUT = 1.5
+
+
+def _leaves(*names: str) -> list[ChildSpec]:
+    return [ChildSpec(n, Keeper, shutdown_timeout_s=2.0) for n in names]
+
+
+@pytest.fixture(scope="module")
+def tree(ray_cluster: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
+    options = {
+        "health_check_interval_s": INTERVAL,
+        "health_check_timeout_s": PATIENT,
+        "max_restarts": 5,
+        "within_s": 30,
+    }
+    sup = Supervisor(
+        [
+            SupervisorSpec("solo", _leaves("a", "b"), strategy="one_for_one", **options),
+            SupervisorSpec("all", _leaves("a", "b"), strategy="one_for_all", **options),
+            SupervisorSpec("rest", _leaves("a", "b", "c"), strategy="rest_for_one", **options),
+        ],
+        store=DirectoryStore(tmp_path_factory.mktemp("tree-store")),
+        name="faults-tree",
+        **options,
+    )
+    try:
+        yield sup
+    finally:
+        sup.shutdown()
+
+
+def _sub(tree: Supervisor, name: str) -> Any:
+    return tree.child(name, timeout=TIMEOUT)
+
+
+def _leaf(tree: Supervisor, sub: str, leaf: str) -> Any:
+    """The running leaf's handle (waiting if it, or its supervisor, is restarting)."""
+
+    def handle() -> Any:
+        return ray.get(_sub(tree, sub).child.remote(leaf), timeout=TIMEOUT).get("ok")
+
+    return wait_until(handle, f"{sub}/{leaf} running")
+
+
+def _sub_pids(tree: Supervisor, sub: str, names: list[str]) -> dict[str, int] | None:
+    """The leaves' pids once they all run under ``sub``."""
+    entries = ray.get(_sub(tree, sub).which_children.remote(), timeout=TIMEOUT)
+    by_name = {e["name"]: e for e in entries}
+    if all(by_name[n]["state"] == "running" for n in names):
+        return {n: by_name[n]["pid"] for n in names}
+    return None
+
+
+def _count_after_snapshot(tree: Supervisor, sub: str, leaf: str, n: int) -> int:
+    """Add ``n`` to a leaf, then wait two intervals so a health check saved it."""
+    value = ray.get(_leaf(tree, sub, leaf).add.remote(n), timeout=TIMEOUT)
+    time.sleep(3 * INTERVAL)
+    return int(value)
+
+
+def _kill_leaf_and_wait(
+    tree: Supervisor, sub: str, victim: str, names: list[str], changed: set[str]
+) -> dict[str, int]:
+    before = wait_until(lambda: _sub_pids(tree, sub, names), f"{sub} running")
+    sigkill(before[victim])
+
+    def restarted() -> dict[str, int] | None:
+        now = _sub_pids(tree, sub, names)
+        if now is None or any(now[n] == before[n] for n in changed):
+            return None
+        return now
+
+    after = wait_until(restarted, f"{sorted(changed)} of {sub} restarted after SIGKILL {victim}")
+    for name in names:
+        if name in changed:
+            assert after[name] != before[name], f"{sub}/{name} was not restarted"
+        else:
+            assert after[name] == before[name], f"{sub}/{name} was restarted, it should not be"
+    return after
+
+
+def test_one_for_one_restarts_only_the_killed_child_with_its_state(tree: Supervisor) -> None:
+    saved = _count_after_snapshot(tree, "solo", "a", 7)
+    _kill_leaf_and_wait(tree, "solo", "a", ["a", "b"], changed={"a"})
+    assert ray.get(_leaf(tree, "solo", "a").value.remote(), timeout=TIMEOUT) == saved
+    entries = ray.get(_sub(tree, "solo").which_children.remote(), timeout=TIMEOUT)
+    a = next(e for e in entries if e["name"] == "a")
+    assert a["restarts"] >= 1 and "crashed" in a["last_exit"]
+
+
+def test_one_for_all_restarts_every_child(tree: Supervisor) -> None:
+    saved = _count_after_snapshot(tree, "all", "b", 5)
+    _kill_leaf_and_wait(tree, "all", "a", ["a", "b"], changed={"a", "b"})
+    # b was stopped by its supervisor, which saved its snapshot on the way out.
+    assert ray.get(_leaf(tree, "all", "b").value.remote(), timeout=TIMEOUT) == saved
+
+
+def test_rest_for_one_restarts_the_child_and_those_after_it(tree: Supervisor) -> None:
+    saved = _count_after_snapshot(tree, "rest", "b", 3)
+    _kill_leaf_and_wait(tree, "rest", "b", ["a", "b", "c"], changed={"b", "c"})
+    assert ray.get(_leaf(tree, "rest", "b").value.remote(), timeout=TIMEOUT) == saved
+
+
+def test_sigkill_of_a_middle_supervisor_brings_its_subtree_back(tree: Supervisor) -> None:
+    wait_until(lambda: running(tree, ["solo", "all", "rest"]), "the middle supervisors")
+    saved = _count_after_snapshot(tree, "solo", "b", 11)
+    before = wait_until(
+        lambda: None not in (p := tree_pids(tree.tree(timeout=TIMEOUT))).values() and p,
+        "every actor of the tree running",
+    )
+    sigkill(before["/solo"])
+
+    def back() -> dict[str, int | None] | None:
+        now = tree_pids(tree.tree(timeout=TIMEOUT))
+        subtree = ["/solo", "/solo/a", "/solo/b"]
+        if any(now.get(p) in (None, before[p]) for p in subtree):
+            return None
+        return now
+
+    after = wait_until(back, "the subtree of 'solo' restarted")
+    for path, pid in before.items():
+        if path == "/solo" or path.startswith("/solo/"):
+            assert after[path] != pid, f"{path} kept its pid: the subtree did not restart"
+        else:
+            assert after[path] == pid, f"{path} was restarted: only solo's subtree should be"
+    # The new 'solo' restored its children from the store.
+    assert ray.get(_leaf(tree, "solo", "b").value.remote(), timeout=TIMEOUT) == saved
+
+
+def test_shutdown_leaves_no_actor_of_the_tree_alive(tree: Supervisor) -> None:
+    wait_until(lambda: running(tree, ["solo", "all", "rest"]), "the middle supervisors")
+    handles = [tree.actor]
+    for sub, leaves in (("solo", "ab"), ("all", "ab"), ("rest", "abc")):
+        wait_until(lambda s=sub, ls=leaves: _sub_pids(tree, s, list(ls)), f"{sub} running")
+        handles.append(_sub(tree, sub))
+        handles += [_leaf(tree, sub, leaf) for leaf in leaves]
+    pids = [pid for pid in tree_pids(tree.tree(timeout=TIMEOUT)).values() if pid]
+    assert len(handles) == len(pids) == 11
+    tree.shutdown(timeout=TIMEOUT)
+    assert all(is_dead(h) for h in handles), "an actor of the tree answered after shutdown()"
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.1)  # a killed process may take a moment to be reaped
+    alive = [p for p in pids if Path(f"/proc/{p}").exists()]
+    assert not alive, f"processes of the tree still alive after shutdown: {alive}"
+
+
+# --- a small tree per promise ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flat(ray_cluster: dict) -> Iterator[Supervisor]:
+    """One level, one child per restart type; pings every 2 s, hung after 1.5 s of silence."""
+    sup = Supervisor(
+        [
+            ChildSpec("worker", Keeper),
+            ChildSpec("job", Keeper, restart="transient"),
+            ChildSpec("once", Keeper, restart="temporary"),
+            ChildSpec("always", Keeper, restart="permanent"),
+        ],
+        health_check_interval_s=HANG_INTERVAL,
+        health_check_timeout_s=HANG_TIMEOUT,
+        max_restarts=10,  # the tests below restart children on purpose, quickly
+    )
+    try:
+        yield sup
+    finally:
+        sup.shutdown()
+
+
+def test_a_hung_child_is_detected_within_two_intervals(flat: Supervisor) -> None:
+    siblings = ["job", "once", "always"]
+    before = wait_until(lambda: running(flat, ["worker", *siblings]), "the children")
+    sent = time.time()
+    flat.child("worker", timeout=TIMEOUT).hang.remote()  # alive, silent from now on
+    after = wait_until(
+        lambda: (p := running(flat, ["worker"])) and p["worker"] != before["worker"] and p,
+        "the hung child replaced",
+    )
+    entry = next(c for c in flat.which_children(timeout=TIMEOUT) if c["name"] == "worker")
+    assert entry["last_exit"].startswith("hung")
+    # The issue's bound: two intervals from the hang (the call was sent a bit before it).
+    assert entry["exited_at"] - sent <= 2 * HANG_INTERVAL, entry["exited_at"] - sent
+    assert running(flat, siblings) == {n: before[n] for n in siblings}  # one_for_one
+    assert after["worker"] != before["worker"]
+    assert ray.get(flat.child("worker").value.remote(), timeout=TIMEOUT) == 0  # no store
+
+
+def test_transient_and_temporary_children(flat: Supervisor) -> None:
+    first = wait_until(lambda: running(flat, ["job", "once", "always"]), "the children")
+    # An abnormal exit restarts a transient child...
+    sigkill(first["job"])
+    wait_until(
+        lambda: (p := running(flat, ["job"])) and p["job"] != first["job"],
+        "the transient child restarted after a crash",
+    )
+    # ... a normal exit does not.
+    flat.child("job").finish.remote("work done")
+    job = wait_until(
+        lambda: next(
+            c for c in flat.which_children() if c["name"] == "job" and c["state"] == "stopped"
+        ),
+        "the transient child stopped",
+    )
+    assert job["last_exit"] == "exited normally: work done" and job["pid"] is None
+    # A temporary child is never restarted, even after a crash: it is forgotten.
+    sigkill(first["once"])
+    wait_until(
+        lambda: "once" not in [c["name"] for c in flat.which_children()],
+        "the temporary child forgotten",
+    )
+    # A permanent child comes back even from a normal exit.
+    flat.child("always").finish.remote()
+    wait_until(
+        lambda: (p := running(flat, ["always"])) and p["always"] != first["always"],
+        "the permanent child restarted after a normal exit",
+    )
+    time.sleep(2 * HANG_INTERVAL)  # nothing else happens later
+    states = {c["name"]: c["state"] for c in flat.which_children()}
+    assert states == {"worker": "running", "job": "stopped", "always": "running"}
+
+
+def test_a_restart_storm_escalates_to_the_parent_which_restarts_the_subtree(
+    ray_cluster: dict,
+) -> None:
+    storm = SupervisorSpec(
+        "storm",
+        [ChildSpec("flaky", Keeper)],
+        max_restarts=1,
+        within_s=60,
+        health_check_interval_s=INTERVAL,
+        health_check_timeout_s=PATIENT,
+    )
+    sup = Supervisor(
+        [storm, ChildSpec("bystander", Keeper)],
+        strategy="one_for_one",
+        health_check_interval_s=INTERVAL,
+        health_check_timeout_s=PATIENT,
+    )
+    try:
+        first = wait_until(lambda: running(sup, ["storm", "bystander"]), "the tree")
+        root_pid = sup.pid(timeout=TIMEOUT)
+        storm_handle = sup.child("storm")
+        seen: set[int] = set()
+        for _ in range(2):  # the second kill is one restart too many for max_restarts=1
+
+            def flaky_pid(h: Any = storm_handle) -> int | None:
+                entries = ray.get(h.which_children.remote(), timeout=TIMEOUT)
+                pid = entries[0]["pid"] if entries[0]["state"] == "running" else None
+                return pid if pid not in seen else None
+
+            pid = wait_until(flaky_pid, "flaky running")
+            seen.add(pid)
+            sigkill(pid)
+
+        def escalated() -> dict[str, Any] | None:
+            entry = next(c for c in sup.which_children(timeout=TIMEOUT) if c["name"] == "storm")
+            fresh = entry["state"] == "running" and entry["pid"] != first["storm"]
+            return entry if fresh and entry["restarts"] == 1 else None
+
+        entry = wait_until(escalated, "the parent restarting the supervisor that gave up")
+        assert entry["last_exit"].startswith("gave up")
+        assert "max_restarts=1" in entry["last_exit"] and "'flaky'" in entry["last_exit"]
+        assert sup.pid(timeout=TIMEOUT) == root_pid
+        assert running(sup, ["bystander"]) == {"bystander": first["bystander"]}
+        # The restarted supervisor started its child again, with a fresh budget.
+        restarted = sup.child("storm")
+        entries = wait_until(
+            lambda: (
+                (e := ray.get(restarted.which_children.remote(), timeout=TIMEOUT))
+                and e[0]["state"] == "running"
+                and e
+            ),
+            "flaky restarted by the new supervisor",
+        )
+        assert entries[0]["pid"] not in seen and entries[0]["restarts"] == 0
+        assert sup.status(timeout=TIMEOUT)["state"] == "running"
+    finally:
+        sup.shutdown()
+
+
+def test_a_root_that_gives_up_stops_its_children_and_says_why(ray_cluster: dict) -> None:
+    sup = Supervisor(
+        [ChildSpec("only", Keeper), ChildSpec("other", Keeper)],
+        max_restarts=0,
+        health_check_interval_s=INTERVAL,
+        health_check_timeout_s=PATIENT,
+    )
+    try:
+        first = wait_until(lambda: running(sup, ["only", "other"]), "the children")
+        other = sup.child("other")
+        sigkill(first["only"])
+        status = wait_until(
+            lambda: (s := sup.status(timeout=TIMEOUT))["state"] == "failed" and s,
+            "the root giving up",
+        )
+        assert "max_restarts=0" in status["reason"] and "'only' crashed" in status["reason"]
+        assert {c["name"]: c["state"] for c in sup.which_children()} == {
+            "only": "stopped",
+            "other": "stopped",
+        }
+        assert is_dead(other)  # its sibling was stopped, not left behind
+        with pytest.raises(RuntimeError, match="is failed: more than max_restarts=0"):
+            sup.start_child(ChildSpec("late", Keeper))
+    finally:
+        sup.shutdown()
