@@ -347,15 +347,6 @@ class ParameterServer:
         Returns:
             An ObjectRef to True (applied) or False (dropped); it resolves once every
             shard has taken the push: then it is acknowledged.
-
-        Examples:
-            >>> import numpy as np, ray
-            >>> server = ParameterServer({"w": np.zeros(2)}, shards=2)
-            >>> ray.get([server.push_async({"w": np.ones(2)}) for _ in range(3)])
-            [True, True, True]
-            >>> server.version()
-            3
-            >>> server.kill()
         """
         refs = self._send(gradients, version)
         return refs[0] if len(refs) == 1 else _first_when_all.remote(*refs)
@@ -380,13 +371,6 @@ class ParameterServer:
 
         Returns:
             Name -> array, in the shapes and dtypes of the initial parameters.
-
-        Examples:
-            >>> import numpy as np
-            >>> server = ParameterServer({"W": np.ones((2, 2)), "b": np.zeros(2)}, shards=3)
-            >>> {name: array.shape for name, array in server.pull().items()}
-            {'W': (2, 2), 'b': (2,)}
-            >>> server.kill()
         """
         return self._pull_with_version(_check_timeout(timeout))[0]
 
@@ -396,13 +380,6 @@ class ParameterServer:
         Returns:
             An ObjectRef to name -> array. Like anything read from Ray's object store,
             the arrays may be read-only: copy one before changing it in place.
-
-        Examples:
-            >>> import numpy as np, ray
-            >>> server = ParameterServer({"w": np.arange(4.0)}, shards=2)
-            >>> ray.get(server.pull_async())["w"].tolist()
-            [0.0, 1.0, 2.0, 3.0]
-            >>> server.kill()
         """
         ref: ObjectRef[dict[str, np.ndarray]] = _assemble.remote(
             self._layout, *[actor.pull.remote() for actor in self._actors]
@@ -414,13 +391,6 @@ class ParameterServer:
 
         Args:
             timeout: Seconds to wait (None waits forever).
-
-        Examples:
-            >>> import numpy as np
-            >>> server = ParameterServer({"w": np.zeros(2)})
-            >>> server.version()
-            0
-            >>> server.kill()
         """
         timeout = _check_timeout(timeout)
         return min(ray.get([actor.version.remote() for actor in self._actors], timeout=timeout))
@@ -473,11 +443,6 @@ class ParameterServer:
 
         Returns:
             The version written per shard (None entries without a store).
-
-        Examples:
-            >>> import numpy as np
-            >>> ParameterServer({"w": np.zeros(2)}, shards=2).checkpoint()
-            [None, None]
         """
         timeout = _check_timeout(timeout)
         return ray.get([actor.checkpoint.remote() for actor in self._actors], timeout=timeout)
@@ -487,22 +452,12 @@ class ParameterServer:
 
         Args:
             timeout: Seconds to wait (None waits forever).
-
-        Examples:
-            >>> import numpy as np
-            >>> len(ParameterServer({"w": np.zeros(2)}, shards=2).pids())
-            2
         """
         timeout = _check_timeout(timeout)
         return ray.get([actor.pid.remote() for actor in self._actors], timeout=timeout)
 
     def kill(self) -> None:
-        """Terminate every shard actor for good (checkpoints stay in the store).
-
-        Examples:
-            >>> import numpy as np
-            >>> ParameterServer({"w": np.zeros(2)}).kill()
-        """
+        """Terminate every shard actor for good (checkpoints stay in the store)."""
         for actor in self._actors:
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)

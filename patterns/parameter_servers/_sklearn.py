@@ -133,12 +133,6 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
                 the number of rows, ``learning_rate <= 0``, an unknown ``mode``, ...), or
                 ``X`` and ``y`` are not a valid classification problem.
             RuntimeError: If this process is not connected to a Ray cluster.
-
-        Examples:
-            >>> import numpy as np
-            >>> X = np.array([[0.0], [1.0]] * 10); y = np.array([0, 1] * 10)
-            >>> ParameterServerClassifier(steps=5, mode="ssp").fit(X, y).history_.mode
-            'ssp'
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
@@ -202,27 +196,13 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
                 delete(f"{server.key}/shard-{index}-of-{server.shards}")
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """The logits ``X @ coef_.T + intercept_``, one column per class.
-
-        Examples:
-            >>> import numpy as np
-            >>> X = np.array([[0.0], [1.0]] * 10); y = np.array([0, 1] * 10)
-            >>> ParameterServerClassifier(steps=5).fit(X, y).decision_function(X).shape
-            (20, 2)
-        """
+        """The logits ``X @ coef_.T + intercept_``, one column per class."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return np.asarray(X @ self.coef_.T + self.intercept_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``.
-
-        Examples:
-            >>> import numpy as np
-            >>> X = np.array([[0.0], [1.0]] * 10); y = np.array([0, 1] * 10)
-            >>> ParameterServerClassifier(steps=5).fit(X, y).predict_proba(X).sum(axis=1)[:2]
-            array([1., 1.])
-        """
+        """Class probabilities, columns in the order of ``classes_``."""
         logits = self.decision_function(X)
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
@@ -230,12 +210,5 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
         return np.asarray(probs)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The most likely class label of each row of ``X``.
-
-        Examples:
-            >>> import numpy as np
-            >>> X = np.array([[-1.0], [1.0]] * 10); y = np.array(["no", "yes"] * 10)
-            >>> ParameterServerClassifier(steps=20).fit(X, y).predict([[2.0]]).tolist()
-            ['yes']
-        """
+        """The most likely class label of each row of ``X``."""
         return np.asarray(self.classes_[np.argmax(self.decision_function(X), axis=1)])

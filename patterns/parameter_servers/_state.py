@@ -288,6 +288,7 @@ def plan_shards(shapes: Mapping[str, tuple[int, ...]], shards: int) -> list[list
         target = loads.index(min(loads))
         plan[target].append(piece)
         loads[target] += piece.size
+
     def first(piece: Piece) -> tuple[int, int]:
         return order[piece.name], piece.start
 

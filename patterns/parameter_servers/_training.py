@@ -349,15 +349,6 @@ class GradientWorker:
 
         Returns:
             An ObjectRef to ``(loss, gradients)``.
-
-        Examples:
-            >>> import numpy as np, ray
-            >>> model = SoftmaxRegression(2, 2)
-            >>> worker = GradientWorker(model, np.eye(2), np.array([0, 1]))
-            >>> ref = worker.compute_gradients_async(ray.put(model.init_params()))
-            >>> sorted(ray.get(ref)[1])
-            ['W', 'b']
-            >>> worker.kill()
         """
         if not isinstance(params, Mapping | ObjectRef):
             msg = (
@@ -380,28 +371,12 @@ class GradientWorker:
 
         Returns:
             The loss (a float) and name -> gradient array.
-
-        Examples:
-            >>> import numpy as np
-            >>> model = SoftmaxRegression(2, 2)
-            >>> worker = GradientWorker(model, np.eye(2), np.array([0, 1]), delay_s=0.01)
-            >>> worker.compute_gradients(model.init_params())[1]["b"].shape
-            (2,)
-            >>> worker.kill()
         """
         timeout = None if timeout is None else check_positive_float("timeout", timeout)
         return ray.get(self.compute_gradients_async(params), timeout=timeout)
 
     def pid(self, *, timeout: float | None = None) -> int:
-        """Return the process id of the worker's actor (for fault demos).
-
-        Examples:
-            >>> import numpy as np
-            >>> worker = GradientWorker(SoftmaxRegression(2, 2), np.eye(2), np.array([0, 1]))
-            >>> worker.pid() > 0
-            True
-            >>> worker.kill()
-        """
+        """Return the process id of the worker's actor (for fault demos)."""
         timeout = None if timeout is None else check_positive_float("timeout", timeout)
         ref: ObjectRef[int] = self.actor.pid.remote()
         return int(ray.get(ref, timeout=timeout))
@@ -423,12 +398,7 @@ class GradientWorker:
         self.replacements += 1
 
     def kill(self) -> None:
-        """Terminate the worker's actor (its partition stays available to `replace`).
-
-        Examples:
-            >>> import numpy as np
-            >>> GradientWorker(SoftmaxRegression(2, 2), np.eye(2), np.array([0, 1])).kill()
-        """
+        """Terminate the worker's actor (its partition stays available to `replace`)."""
         if self._actor is not None:
             with contextlib.suppress(Exception):
                 ray.kill(self._actor, no_restart=True)
