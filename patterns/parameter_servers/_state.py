@@ -308,7 +308,7 @@ class Layout:
         >>> layout = Layout.plan(params, shards=2)
         >>> parts = layout.split(params)
         >>> [sorted(p.name for p in part) for part in parts]
-        [['W'], ['W', 'b']]
+        [['W', 'b'], ['W']]
         >>> layout.assemble(parts)["W"].tolist()
         [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
     """
