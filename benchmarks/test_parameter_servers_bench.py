@@ -346,10 +346,9 @@ def test_bench_overhead_vs_numpy_loop(
             finally:
                 server.kill()
             for key in reference:
-                if n == 1:  # one worker, all rows: bit for bit the numpy loop
-                    assert np.array_equal(weights[key], reference[key])
-                else:  # the mean of two half-gradients: equal up to rounding
-                    assert np.allclose(weights[key], reference[key], rtol=0, atol=1e-9)
+                # Equal up to rounding: the mean of two half-gradients is not the full
+                # gradient bit for bit, and BLAS may run with other threads in a worker.
+                assert np.allclose(weights[key], reference[key], rtol=0, atol=1e-9)
     if smoke:
         return
     numpy_s = statistics.median(samples["numpy"])

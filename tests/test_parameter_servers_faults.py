@@ -239,8 +239,28 @@ def test_training_survives_a_shard_sigkill(
         assert server.pids(timeout=TIMEOUT)[1] != victim  # it was killed and came back
         assert server.version(timeout=TIMEOUT) == history.updates == 150
         assert history.final_accuracy is not None and history.final_accuracy >= data.bar
+        # No push lost or applied twice: the weights are those of the same 150 sync steps
+        # computed in this process (equal up to rounding, which a lost or doubled step
+        # of size 0.5 * gradient exceeds by far).
+        reference = _local_sync(model, data, steps=150, learning_rate=0.5, workers=2)
+        weights = server.pull(timeout=TIMEOUT)
+        for name, expected in reference.items():
+            assert np.allclose(weights[name], expected, rtol=0, atol=1e-9), name
     finally:
         server.kill()
+
+
+def _local_sync(
+    model: SoftmaxRegression, data: Digits, *, steps: int, learning_rate: float, workers: int
+) -> dict[str, np.ndarray]:
+    """What `train(mode="sync")` computes, in one process: the mean of the partitions' gradients."""
+    params = model.init_params()
+    parts = data.partitions(workers)
+    for _ in range(steps):
+        grads = [model.loss_and_gradients(params, X, y)[1] for X, y in parts]
+        for name in params:
+            params[name] -= learning_rate * (sum(g[name] for g in grads) / workers)
+    return params
 
 
 def test_training_survives_a_worker_sigkill(
