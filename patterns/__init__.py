@@ -6,8 +6,23 @@ Each pattern family is a module, and its public names are re-exported here, so
 Nothing here imports ``launcher`` or ``pyspark``: the patterns run on any Ray cluster.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from patterns.checkpointing import Checkpoint, CheckpointStore, DirectoryStore, RayKVStore
 from patterns.counters import Counter, ShardedCounter
+from patterns.parameter_servers import (
+    GradientModel,
+    GradientWorker,
+    ParameterServer,
+    SoftmaxRegression,
+    TrainingEvent,
+    TrainingHistory,
+    TrainingRecord,
+    train,
+)
 from patterns.trees import (
     ChildSpec,
     Supervisor,
@@ -17,17 +32,40 @@ from patterns.trees import (
     tree_reduce,
 )
 
+if TYPE_CHECKING:
+    from patterns.parameter_servers import ParameterServerClassifier
+
+# Names whose module is imported on first use: they pull in scikit-learn (seconds of
+# CPU), which the actor processes that import `patterns` to run a shard never need.
+_LAZY = {"ParameterServerClassifier": "patterns.parameter_servers"}
+
 __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "ChildSpec",
     "Counter",
     "DirectoryStore",
+    "GradientModel",
+    "GradientWorker",
+    "ParameterServer",
+    "ParameterServerClassifier",
     "RayKVStore",
     "ShardedCounter",
+    "SoftmaxRegression",
     "Supervisor",
     "SupervisorSpec",
+    "TrainingEvent",
+    "TrainingHistory",
+    "TrainingRecord",
     "divide_and_conquer",
     "exit_normally",
+    "train",
     "tree_reduce",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -19,3 +19,4 @@ def test_demo_tour_runs_every_step(ray_cluster: dict, capsys: pytest.CaptureFixt
     assert "after two crashes the counter reads" in out
     assert "Spark summed 0..999,999 = 499,999,500,000" in out
     assert "the supervisor restarted left (restarts 1) and restored its count: 42" in out
+    assert "Parameter server test accuracy" in out

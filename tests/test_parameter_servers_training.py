@@ -1,0 +1,148 @@
+"""Training on scikit-learn's digits through parameter servers: the accuracy bar, shard counts.
+
+The bar: test accuracy within 2 points of `LogisticRegression` on the same standardised
+split (tests/_digits.py). Budgets are small and fixed: two workers over the 1,347
+training rows (full-partition gradients), sgd with learning rate 0.5; sync takes 150
+steps (150 pushes of the averaged gradient), async and ssp 100 steps per worker (200
+pushes). One trained run per mode is shared by the tests that look at it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from patterns import (
+    GradientWorker,
+    ParameterServer,
+    SoftmaxRegression,
+    TrainingHistory,
+    train,
+)
+from tests._digits import Digits, digits
+
+TIMEOUT = 120
+LEARNING_RATE = 0.5
+STEPS = {"sync": 150, "async": 100, "ssp": 100}
+STALENESS = {"ssp": 1}
+
+
+@pytest.fixture(scope="module")
+def data() -> Digits:
+    return digits()
+
+
+@pytest.fixture(scope="module")
+def model(data: Digits) -> SoftmaxRegression:
+    return SoftmaxRegression(data.X_train.shape[1], 10, seed=0)
+
+
+@pytest.fixture(scope="module")
+def workers(ray_cluster: dict, data: Digits, model: SoftmaxRegression) -> Iterator[list]:
+    """Two workers on two halves of the training rows, shared by every run of the module."""
+    pool = [GradientWorker(model, X, y) for X, y in data.partitions(2)]
+    yield pool
+    for worker in pool:
+        worker.kill()
+
+
+def _train(
+    model: SoftmaxRegression, workers: list, data: Digits, mode: str, shards: int = 2
+) -> TrainingHistory:
+    server = ParameterServer(model.init_params(), shards=shards, learning_rate=LEARNING_RATE)
+    try:
+        return train(
+            server,
+            workers,
+            mode=mode,
+            steps=STEPS[mode],
+            staleness=STALENESS.get(mode),
+            eval_data=(data.X_test, data.y_test),
+            eval_every=50,
+            timeout=TIMEOUT,
+        )
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def histories(model: SoftmaxRegression, workers: list, data: Digits) -> dict[str, TrainingHistory]:
+    """One run per mode (the tests below read them)."""
+    return {mode: _train(model, workers, data, mode) for mode in ("sync", "async", "ssp")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["sync", "async", "ssp"])
+def test_each_mode_meets_the_accuracy_bar(
+    histories: dict[str, TrainingHistory], data: Digits, mode: str
+) -> None:
+    history = histories[mode]
+    assert history.final_accuracy is not None
+    assert history.final_accuracy >= data.bar, (
+        f"{mode}: {history.final_accuracy:.4f} < LogisticRegression {data.baseline:.4f} - 0.02"
+    )
+
+
+@pytest.mark.slow
+def test_histories_record_every_update(histories: dict[str, TrainingHistory]) -> None:
+    sync, asynchronous, ssp = histories["sync"], histories["async"], histories["ssp"]
+    assert sync.updates == 150 and all(r.worker is None for r in sync.records)
+    assert asynchronous.updates == ssp.updates == 200  # 2 workers x 100 steps
+    for history in histories.values():
+        records = history.records
+        assert records[0].update == 0 and records[0].loss is None  # the start
+        assert [r.update for r in records] == list(range(len(records)))
+        assert [r.version for r in records[1:]] == list(range(1, len(records)))  # none dropped
+        seconds = [r.seconds for r in records]
+        assert seconds == sorted(seconds) and history.seconds >= seconds[-1]
+        evaluated = [r.update for r in records if r.accuracy is not None]
+        assert evaluated == [0, *range(50, history.updates + 1, 50)]
+        assert records[-1].loss < records[1].loss  # it learned
+        assert history.applied == history.updates and history.dropped == 0
+        assert history.events == []
+    # Each worker pushed its share, and gradients were computed on older versions.
+    for history in (asynchronous, ssp):
+        assert sorted({r.worker for r in history.records[1:]}) == [0, 1]
+        assert max(r.staleness for r in history.records[1:]) >= 1
+
+
+@pytest.mark.slow
+def test_ssp_bounds_how_far_a_worker_leads(histories: dict[str, TrainingHistory]) -> None:
+    clocks = [0, 0]
+    for record in histories["ssp"].records[1:]:
+        assert record.worker is not None
+        clocks[record.worker] += 1
+        # A worker starts step k+1 only if it leads the slowest by <= staleness (1),
+        # so when its k-th gradient arrives it leads by at most staleness + 1.
+        assert abs(clocks[0] - clocks[1]) <= STALENESS["ssp"] + 1
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "learning_rate"), [("sgd", 0.5), ("momentum", 0.1), ("adam", 0.05)]
+)
+def test_one_two_and_three_shards_give_the_same_weights(
+    model: SoftmaxRegression, workers: list, optimizer: str, learning_rate: float
+) -> None:
+    servers = [
+        ParameterServer(
+            model.init_params(), shards=shards, optimizer=optimizer, learning_rate=learning_rate
+        )
+        for shards in (1, 2, 3)
+    ]
+    try:
+        weights = []
+        for server in servers:
+            history = train(server, workers, mode="sync", steps=8, timeout=TIMEOUT)
+            assert history.updates == 8 == server.version(timeout=TIMEOUT)
+            weights.append(server.pull(timeout=TIMEOUT))
+    finally:
+        for server in servers:
+            server.kill()
+    initial = model.init_params()
+    assert not np.allclose(weights[0]["W"], initial["W"])  # training moved them
+    for other in weights[1:]:
+        for name in ("W", "b"):
+            assert np.max(np.abs(other[name] - weights[0][name])) <= 1e-10
+            assert np.array_equal(other[name], weights[0][name])  # in fact bit for bit
