@@ -253,7 +253,9 @@ class Agent:
         actor_options: object,
         extra_info: Mapping[str, Any] | None = None,
     ) -> None:
-        checked_store, every = check_store_args(store, key, checkpoint_every, what="agent")
+        checked_store, every = check_store_args(
+            store, key, checkpoint_every, what=type(self).__name__
+        )
         options = check_actor_options(actor_options, defaults=restartable_defaults(checked_store))
         checked_key = default_key(key, options, "agent") if checked_store is not None else None
         info = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,22 @@ class ContextualBanditEnv:
             f"seed={self.seed}, rewards={self.rewards!r})"
         )
 
+    # Batched draws consume the random streams exactly as one-by-one draws do (numpy
+    # fills arrays in order), so a run's contexts and luck do not depend on batching.
+    def _draw_contexts(self, n: int) -> np.ndarray:
+        return self._contexts.standard_normal((n, self.n_features))
+
+    def _expected(self, contexts: np.ndarray) -> np.ndarray:
+        means = contexts @ self.weights_.T
+        if self.rewards == "bernoulli":
+            return np.asarray(1.0 / (1.0 + np.exp(-4.0 * means)))
+        return np.asarray(means)
+
+    def _draw_rewards(self, expected: np.ndarray) -> np.ndarray:
+        if self.rewards == "bernoulli":
+            return (self._noise.random(expected.shape) < expected).astype(np.float64)
+        return np.asarray(expected + self.noise * self._noise.standard_normal(expected.shape))
+
     def context(self) -> np.ndarray:
         """Draw the next context: a float64 vector of ``n_features``.
 
@@ -95,7 +112,7 @@ class ContextualBanditEnv:
             >>> ContextualBanditEnv(2, 3, seed=1).context().shape
             (3,)
         """
-        return self._contexts.standard_normal(self.n_features)
+        return np.asarray(self._draw_contexts(1)[0])
 
     def expected_rewards(self, context: Any) -> np.ndarray:
         """The expected reward of every action in ``context`` (what an oracle knows).
@@ -106,10 +123,7 @@ class ContextualBanditEnv:
             [0.0, 0.0]
         """
         x = check_context(context, self.n_features)
-        means = self.weights_ @ x
-        if self.rewards == "bernoulli":
-            return np.asarray(1.0 / (1.0 + np.exp(-4.0 * means)))
-        return np.asarray(means)
+        return np.asarray(self._expected(x[None, :])[0])
 
     def best_action(self, context: Any) -> int:
         """The action with the highest expected reward in ``context``.
@@ -129,10 +143,7 @@ class ContextualBanditEnv:
             >>> sorted(set(env.sample_rewards(env.context()).tolist())) <= [0.0, 1.0]
             True
         """
-        expected = self.expected_rewards(context)
-        if self.rewards == "bernoulli":
-            return (self._noise.random(self.n_actions) < expected).astype(np.float64)
-        return expected + self.noise * self._noise.standard_normal(self.n_actions)
+        return np.asarray(self._draw_rewards(self.expected_rewards(context)[None, :])[0])
 
     def reward(self, context: Any, action: int) -> float:
         """Draw the reward of ``action`` in ``context`` (this round's draw, see the class).
@@ -258,25 +269,48 @@ def run_bandit(
     best = np.empty(rounds)
     oracle = np.empty(rounds)
     started = time.perf_counter()
-    for start in range(0, rounds, batch_size):
-        stop = min(rounds, start + batch_size)
-        contexts = np.array([env.context() for _ in range(start, stop)])
+    for first, contexts, means, drawn in _rounds(env, rounds, batch_size):
+        stop = first + len(contexts)
         if batch_size == 1:
             chosen = [agent.make_prediction(contexts[0])]
         else:
             chosen = list(agent.make_predictions(contexts))
-        for offset, (x, a) in enumerate(zip(contexts, chosen, strict=True)):
-            i = start + offset
-            a = check_action(a, env.n_actions, name="the action the agent returned")
-            means = env.expected_rewards(x)
-            drawn = env.sample_rewards(x)
-            top = int(np.argmax(means))
-            actions[i], rewards[i] = a, drawn[a]
-            expected[i], best[i], oracle[i] = means[a], means[top], drawn[top]
+        if len(chosen) != len(contexts):
+            msg = f"the agent returned {len(chosen)} actions for {len(contexts)} contexts"
+            raise ValueError(msg)
+        picked = np.array(
+            [check_action(a, env.n_actions, name="the action the agent returned") for a in chosen]
+        )
+        rows = np.arange(len(contexts))
+        top = np.argmax(means, axis=1)
+        actions[first:stop] = picked
+        rewards[first:stop] = drawn[rows, picked]
+        expected[first:stop] = means[rows, picked]
+        best[first:stop] = means[rows, top]
+        oracle[first:stop] = drawn[rows, top]
         if batch_size == 1:
-            agent.receive_feedback(contexts[0], int(actions[start]), float(rewards[start]))
+            agent.receive_feedback(contexts[0], int(picked[0]), float(rewards[first]))
         else:
-            agent.receive_feedbacks(contexts, actions[start:stop], rewards[start:stop])
+            agent.receive_feedbacks(contexts, picked, rewards[first:stop])
     return BanditHistory(
         actions, rewards, expected, best, oracle, seconds=time.perf_counter() - started
     )
+
+
+def _rounds(
+    env: ContextualBanditEnv, rounds: int, batch_size: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(first round, contexts, expected rewards, drawn rewards) per batch of rounds.
+
+    The draws are made a few hundred rounds at a time (the streams advance as if
+    drawn round by round).
+    """
+    chunk = batch_size * max(1, 512 // batch_size)
+    for start in range(0, rounds, chunk):
+        n = min(chunk, rounds - start)
+        contexts = env._draw_contexts(n)
+        means = env._expected(contexts)
+        drawn = env._draw_rewards(means)
+        for offset in range(0, n, batch_size):
+            end = min(n, offset + batch_size)
+            yield start + offset, contexts[offset:end], means[offset:end], drawn[offset:end]

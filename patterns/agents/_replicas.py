@@ -13,7 +13,7 @@ from ray import ObjectRef
 
 from patterns._checks import check_int, check_name, check_positive_float, describe
 from patterns.agents._agents import Agent, _LinearAgent
-from patterns.agents._env import BanditHistory, ContextualBanditEnv
+from patterns.agents._env import BanditHistory, ContextualBanditEnv, _rounds
 from patterns.agents._validate import (
     check_action,
     check_context,
@@ -452,20 +452,16 @@ class AgentPopulation:
         expected = np.empty((k, rounds))
         best = np.empty(rounds)
         oracle = np.empty(rounds)
-        for start in range(0, rounds, batch_size):
-            stop = min(rounds, start + batch_size)
-            contexts = np.array([env.context() for _ in range(start, stop)])
+        for start, contexts, means, drawn in _rounds(env, rounds, batch_size):
+            stop = start + len(contexts)
             refs = [self._members[n].make_predictions_async(contexts) for n in names]
-            chosen = np.array(ray.get(refs, timeout=timeout), dtype=np.int64)  # (k, batch)
-            for offset, x in enumerate(contexts):
-                i = start + offset
-                means = env.expected_rewards(x)
-                drawn = env.sample_rewards(x)
-                top = int(np.argmax(means))
-                best[i], oracle[i] = means[top], drawn[top]
-                actions[:, i] = chosen[:, offset]
-                rewards[:, i] = drawn[chosen[:, offset]]
-                expected[:, i] = means[chosen[:, offset]]
+            chosen = np.array(ray.get(refs, timeout=timeout), dtype=np.int64)  # (members, batch)
+            rows = np.arange(len(contexts))
+            top = np.argmax(means, axis=1)
+            best[start:stop], oracle[start:stop] = means[rows, top], drawn[rows, top]
+            actions[:, start:stop] = chosen
+            rewards[:, start:stop] = drawn[rows, chosen]
+            expected[:, start:stop] = means[rows, chosen]
             feedback = [
                 self._members[n].receive_feedbacks_async(
                     contexts, actions[j, start:stop], rewards[j, start:stop]

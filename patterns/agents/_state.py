@@ -46,7 +46,7 @@ class AgentState:
     # Hyperparameters that set_params may change on a live agent.
     settable: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, n_actions: int, n_features: int | None, seed: int | None) -> None:
+    def __init__(self, n_actions: int, n_features: int | None, seed: int | None = None) -> None:
         self.n_actions = n_actions
         self.n_features = n_features
         self.seed = seed
