@@ -848,7 +848,10 @@ class LearningAgent(Agent):
         epsilon: Probability of a random action, in [0, 1]; settable live.
         retrain_every: Feed the buffer to ``partial_fit`` every N feedbacks (an int
             >= 1); settable live.
-        seed: Seed of the exploration (None: fresh entropy).
+        seed: Seed of the exploration (None: fresh entropy). With a seed, the
+            per-action models whose ``random_state`` is None get one derived from
+            it (SGD shuffles each batch it learns from), so the agent is
+            reproducible.
         n_features: Length of a context; None fixes it at the first context.
         store: Checkpoint store (it keeps the models, the buffer, the counters
             and the random state).

@@ -417,7 +417,8 @@ class LearningState(AgentState):
     probability of reward 1 (``predict_proba``, or ``decision_function`` when the
     classifier has no probabilities). An action whose model has not been fitted yet
     is tried first. Feedback is buffered and fed to ``partial_fit`` every
-    ``retrain_every`` feedbacks.
+    ``retrain_every`` feedbacks. With a ``seed``, models whose ``random_state`` is
+    None get one derived from it, so a seeded agent is reproducible.
 
     Examples:
         >>> from sklearn.linear_model import SGDRegressor
@@ -450,6 +451,12 @@ class LearningState(AgentState):
         self.retrain_every = retrain_every
         self.classifier = bool(is_classifier(estimator))
         self.models = [clone(estimator) for _ in range(n_actions)]
+        if seed is not None and self.estimator.get_params().get("random_state", 0) is None:
+            # SGD shuffles each partial_fit batch: with a seed, so does every model here,
+            # reproducibly (an estimator's own random_state is left as it was given).
+            for action, model in enumerate(self.models):
+                state = np.random.SeedSequence([seed, action]).generate_state(1)[0]
+                model.set_params(random_state=int(state))
         self.fitted = np.zeros(n_actions, dtype=bool)
         self.buffer: list[tuple[np.ndarray, int, float]] = []
         self.trained = 0
