@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import ray
 
-from launcher import _processes
+from launcher import _processes, _tour_agents
 from launcher._cluster import RayOnSpark, format_status
 
 
@@ -110,6 +110,7 @@ def steps(cluster: RayOnSpark, *, quick: bool) -> list[tuple[str, Callable[[], N
         ("Sharding and batching", lambda: _sharding(quick)),
         ("Surviving a crash (SIGKILL, restart, restore)", lambda: _crash(quick)),
         ("Spark next to Ray", lambda: _spark_next_to_ray(cluster)),
+        ("Online learning agents", lambda: _tour_agents.step(cluster, quick=quick)),
         # Pattern families add their step here (one line each; the code lives in
         # launcher/_tour_<family>.py).
     ]
