@@ -56,10 +56,10 @@ def replace() -> None:
             os.kill(pid, signal.SIGKILL)  # the process dies, like a lost executor
             killed.append(pid)
 
-    history = train_policy(workers=2, max_episodes=50, seed=1, on_iteration=kill_a_worker)
+    history = train_policy(workers=2, max_episodes=30, seed=1, on_iteration=kill_a_worker)
     print(f"killed {killed}, replaced {history.replaced_workers}, played {history.episodes}")
     # --8<-- [end:replace]
-    assert history.replaced_workers == 1 and history.episodes == 50
+    assert history.replaced_workers == 1 and history.episodes == 30
 
 
 def main() -> None:

@@ -251,9 +251,13 @@ def run_bandit(
         ValueError: If ``rounds`` or ``batch_size`` is < 1.
 
     Examples:
-        >>> from patterns import RandomAgent
+        >>> class AlwaysFirst:  # anything with the agent interface will do
+        ...     def make_predictions(self, contexts):
+        ...         return [0] * len(contexts)
+        ...     def receive_feedbacks(self, contexts, actions, rewards):
+        ...         pass
         >>> env = ContextualBanditEnv(3, 4, seed=0)
-        >>> history = run_bandit(RandomAgent(3, seed=0), env, rounds=50, batch_size=25)
+        >>> history = run_bandit(AlwaysFirst(), env, rounds=50, batch_size=25)
         >>> len(history), history.cumulative_regret > 0
         (50, True)
     """
