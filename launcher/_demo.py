@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import ray
 
-from launcher import _processes, _tour_parameter_servers, _tour_trees
+from launcher import _processes, _tour_agents, _tour_parameter_servers, _tour_trees
 from launcher._cluster import RayOnSpark, format_status
 
 
@@ -111,6 +111,7 @@ def steps(cluster: RayOnSpark, *, quick: bool) -> list[tuple[str, Callable[[], N
         ("Surviving a crash (SIGKILL, restart, restore)", lambda: _crash(quick)),
         ("Spark next to Ray", lambda: _spark_next_to_ray(cluster)),
         (_tour_parameter_servers.TITLE, lambda: _tour_parameter_servers.step(cluster, quick=quick)),
+        ("Online learning agents", lambda: _tour_agents.step(cluster, quick=quick)),
         ("Actor trees: a restarted leaf", lambda: _tour_trees.step(cluster, quick=quick)),
         # Pattern families add their step here (one line each; the code lives in
         # launcher/_tour_<family>.py).

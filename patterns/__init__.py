@@ -11,6 +11,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from patterns.agents import (
+    Agent,
+    AgentPopulation,
+    AgentReplicas,
+    BanditHistory,
+    ContextualBanditEnv,
+    LearningAgent,
+    LinUCBAgent,
+    PolicyHistory,
+    RandomAgent,
+    RolloutWorker,
+    ThompsonSamplingAgent,
+    run_bandit,
+    train_policy,
+)
 from patterns.checkpointing import Checkpoint, CheckpointStore, DirectoryStore, RayKVStore
 from patterns.counters import Counter, ShardedCounter
 from patterns.parameter_servers import (
@@ -40,26 +55,39 @@ if TYPE_CHECKING:
 _LAZY = {"ParameterServerClassifier": "patterns.parameter_servers"}
 
 __all__ = [
+    "Agent",
+    "AgentPopulation",
+    "AgentReplicas",
+    "BanditHistory",
     "Checkpoint",
     "CheckpointStore",
     "ChildSpec",
+    "ContextualBanditEnv",
     "Counter",
     "DirectoryStore",
     "GradientModel",
     "GradientWorker",
+    "LearningAgent",
+    "LinUCBAgent",
     "ParameterServer",
     "ParameterServerClassifier",
+    "PolicyHistory",
+    "RandomAgent",
     "RayKVStore",
+    "RolloutWorker",
     "ShardedCounter",
     "SoftmaxRegression",
     "Supervisor",
     "SupervisorSpec",
+    "ThompsonSamplingAgent",
     "TrainingEvent",
     "TrainingHistory",
     "TrainingRecord",
     "divide_and_conquer",
     "exit_normally",
+    "run_bandit",
     "train",
+    "train_policy",
     "tree_reduce",
 ]
 

@@ -20,3 +20,4 @@ def test_demo_tour_runs_every_step(ray_cluster: dict, capsys: pytest.CaptureFixt
     assert "Spark summed 0..999,999 = 499,999,500,000" in out
     assert "the supervisor restarted left (restarts 1) and restored its count: 42" in out
     assert "Parameter server test accuracy" in out
+    assert "feedbacks applied of 100 acknowledged" in out

@@ -1,0 +1,220 @@
+"""Kill agents' processes (SIGKILL, by PID) mid-stream; check what was promised.
+
+Promises under test:
+- with a checkpoint store, an agent restores after its process is killed and keeps
+  learning; the feedbacks it applied equal the acknowledged ones (none lost, none
+  twice), and a linear bandit's statistics equal those of an agent fed exactly the
+  acknowledged feedback;
+- without a store, a restarted agent starts over;
+- replicas with stores stay exact through a replica's crash during merges;
+- a killed rollout worker is replaced, and training draws the curve an undisturbed
+  run draws.
+
+A tmp directory stands in for a store every node can reach: it is one here, because
+every Ray node of the test cluster runs on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import ray
+from sklearn.linear_model import SGDRegressor
+
+from patterns import (
+    AgentReplicas,
+    ContextualBanditEnv,
+    DirectoryStore,
+    LearningAgent,
+    LinUCBAgent,
+    RayKVStore,
+    run_bandit,
+    train_policy,
+)
+from patterns.agents._state import LinUCBState
+
+pytestmark = pytest.mark.fault
+
+TIMEOUT = 60  # seconds, for every single wait
+
+
+class _Teacher:
+    """A thread sending feedback batches with a few calls in flight; it keeps, in
+    order, every feedback whose call was acknowledged."""
+
+    def __init__(self, agent: Any, env: ContextualBanditEnv, *, window: int = 4) -> None:
+        self._agent = agent
+        self._env = env
+        self._window = window
+        self._stop = threading.Event()
+        self.acknowledged: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        rng = np.random.default_rng(0)
+        while not self._stop.is_set():
+            try:
+                sent = []
+                for _ in range(self._window):
+                    contexts = self._env._draw_contexts(5)
+                    actions = rng.integers(self._env.n_actions, size=5)
+                    rewards = self._env._draw_rewards(self._env._expected(contexts))[
+                        np.arange(5), actions
+                    ]
+                    ref = self._agent.receive_feedbacks_async(contexts, actions, rewards)
+                    sent.append((ref, (contexts, actions, rewards)))
+                ray.get([ref for ref, _ in sent], timeout=TIMEOUT)
+            except BaseException as exc:  # reported by the test, not swallowed
+                self.errors.append(exc)
+                return
+            self.acknowledged.extend(batch for _, batch in sent)
+
+    @property
+    def count(self) -> int:
+        return 5 * len(self.acknowledged)
+
+    def __enter__(self) -> _Teacher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=TIMEOUT)
+        assert not self._thread.is_alive(), "the teacher thread hung"
+
+    def wait_for_progress(self, more: int) -> None:
+        target = self.count + more
+        deadline = time.monotonic() + TIMEOUT
+        while self.count < target:
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, "no progress: feedback stopped"
+            time.sleep(0.02)
+
+
+def _kill_and_wait(get_pid: Callable[[], int]) -> int:
+    """SIGKILL the process ``get_pid`` names; wait until another process answers."""
+    old = get_pid()
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        assert time.monotonic() < deadline, f"the actor was not restarted after killing {old}"
+        try:
+            if get_pid() != old:
+                return old
+        except Exception:  # a call racing with the crash; Ray retries the next one
+            pass
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("store_kind", "kills"), [("directory", 2), ("ray-kv", 1)])
+def test_linucb_survives_sigkill_with_exactly_the_acknowledged_feedback(
+    ray_cluster: dict, tmp_path: Path, store_kind: str, kills: int
+) -> None:
+    store: Any = DirectoryStore(tmp_path) if store_kind == "directory" else RayKVStore()
+    agent = LinUCBAgent(4, 6, store=store)
+    env = ContextualBanditEnv(4, 6, seed=3)
+    try:
+        with _Teacher(agent, env) as teacher:
+            for _ in range(kills):
+                teacher.wait_for_progress(100)
+                _kill_and_wait(lambda: agent.pid(timeout=TIMEOUT))
+            teacher.wait_for_progress(100)
+        assert not teacher.errors, teacher.errors
+        stats = agent.stats(timeout=TIMEOUT)
+        assert stats["feedbacks"] == teacher.count  # none lost, none applied twice
+        assert stats["restored_version"] > 0
+        # The statistics are those of an agent fed exactly the acknowledged feedback.
+        one = LinUCBState(4, 6)
+        for contexts, actions, rewards in teacher.acknowledged:
+            one.receive_feedbacks(contexts, actions, rewards)
+        held = ray.get(agent.actor.statistics.remote(), timeout=TIMEOUT)
+        np.testing.assert_allclose(held["A"], one.A, rtol=1e-10)
+        np.testing.assert_allclose(held["b"], one.b, rtol=1e-9, atol=1e-9)
+    finally:
+        agent.kill()
+        if isinstance(store, RayKVStore) and agent.key:
+            store.delete(agent.key)
+
+
+def test_learning_agent_restores_and_keeps_learning(ray_cluster: dict, tmp_path: Path) -> None:
+    agent = LearningAgent(SGDRegressor(), 5, epsilon=0.05, seed=0, store=DirectoryStore(tmp_path))
+    env = ContextualBanditEnv(5, 10, seed=0)
+    try:
+        early = run_bandit(agent, env, rounds=500, batch_size=10)
+        with _Teacher(agent, env) as teacher:
+            teacher.wait_for_progress(50)
+            _kill_and_wait(lambda: agent.pid(timeout=TIMEOUT))
+            teacher.wait_for_progress(50)
+        assert not teacher.errors, teacher.errors
+        stats = agent.stats(timeout=TIMEOUT)
+        assert stats["feedbacks"] == 500 + teacher.count
+        assert stats["trained"] == stats["feedbacks"]  # retrain_every=1: nothing pending
+        # It restored its models (not a fresh start) and keeps learning.
+        late = run_bandit(agent, env, rounds=1_000, batch_size=10)
+        share = late.average_reward(last=500) / late.oracle_average_reward(last=500)
+        assert share > early.average_reward() / early.oracle_average_reward()
+        assert share > 0.8, share
+    finally:
+        agent.kill()
+
+
+def test_without_a_store_a_restarted_agent_starts_over(ray_cluster: dict) -> None:
+    agent = LinUCBAgent(3, 2, actor_options={"max_restarts": 1, "max_task_retries": -1})
+    try:
+        agent.receive_feedbacks([[1.0, 0.0]] * 10, [0] * 10, [1.0] * 10, timeout=TIMEOUT)
+        _kill_and_wait(lambda: agent.pid(timeout=TIMEOUT))
+        assert agent.stats(timeout=TIMEOUT)["feedbacks"] == 0  # the model died with it
+    finally:
+        agent.kill()
+
+
+def test_replicas_stay_exact_through_a_replica_crash(ray_cluster: dict, tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path)
+    replicas = AgentReplicas(lambda i: LinUCBAgent(4, 5, store=store), replicas=3, sync_every=6)
+    env = ContextualBanditEnv(4, 5, seed=1)
+    try:
+        with _Teacher(replicas, env, window=3) as teacher:
+            for _ in range(2):
+                teacher.wait_for_progress(60)
+                _kill_and_wait(lambda: replicas.pids(timeout=TIMEOUT)[1])
+            teacher.wait_for_progress(60)
+        assert not teacher.errors, teacher.errors
+        replicas.sync(timeout=TIMEOUT)
+        stats = replicas.stats(timeout=TIMEOUT)
+        assert stats["feedbacks"] == teacher.count
+        one = LinUCBState(4, 5)
+        for contexts, actions, rewards in teacher.acknowledged:
+            one.receive_feedbacks(contexts, actions, rewards)
+        for held in replicas.statistics(timeout=TIMEOUT):
+            np.testing.assert_allclose(held["A"], one.A, rtol=1e-10)  # merges applied once
+            np.testing.assert_allclose(held["b"], one.b, rtol=1e-9, atol=1e-9)
+    finally:
+        replicas.kill()
+
+
+def test_killed_rollout_worker_is_replaced_and_training_goes_on(ray_cluster: dict) -> None:
+    kills: list[int] = []
+
+    def kill_worker_once(info: dict[str, Any]) -> None:
+        if info["iteration"] == 2 and not kills:
+            pid = info["workers"][0].pid(timeout=TIMEOUT)
+            os.kill(pid, signal.SIGKILL)
+            kills.append(pid)
+
+    settings = {"workers": 2, "target": 1e9, "max_episodes": 40, "seed": 4}
+    disturbed = train_policy(on_iteration=kill_worker_once, **settings)
+    calm = train_policy(**settings)
+    assert kills and disturbed.replaced_workers >= 1
+    assert disturbed.episodes == 40
+    # Episodes are seeded, so the replacement replays the lost ones: the same curve.
+    np.testing.assert_array_equal(disturbed.returns, calm.returns)
+    np.testing.assert_allclose(disturbed.weights, calm.weights)
