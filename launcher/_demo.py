@@ -12,6 +12,7 @@ import ray
 
 from launcher import _processes
 from launcher._cluster import RayOnSpark, format_status
+from launcher._tour_spark_bridge import step as spark_bridge
 
 
 def _title(step: int, text: str) -> None:
@@ -110,6 +111,7 @@ def steps(cluster: RayOnSpark, *, quick: bool) -> list[tuple[str, Callable[[], N
         ("Sharding and batching", lambda: _sharding(quick)),
         ("Surviving a crash (SIGKILL, restart, restore)", lambda: _crash(quick)),
         ("Spark next to Ray", lambda: _spark_next_to_ray(cluster)),
+        ("Spark bridge: a forecast per (store, item)", lambda: spark_bridge(cluster, quick=quick)),
         # Pattern families add their step here (one line each; the code lives in
         # launcher/_tour_<family>.py).
     ]

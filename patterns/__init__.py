@@ -8,12 +8,28 @@ Nothing here imports ``launcher`` or ``pyspark``: the patterns run on any Ray cl
 
 from patterns.checkpointing import Checkpoint, CheckpointStore, DirectoryStore, RayKVStore
 from patterns.counters import Counter, ShardedCounter
+from patterns.spark_bridge import (
+    BridgeBatchError,
+    BridgeError,
+    BridgeSchemaError,
+    BridgeStats,
+    actor_for_key,
+    map_batches_with_actors,
+    map_groups_with_actors,
+)
 
 __all__ = [
+    "BridgeBatchError",
+    "BridgeError",
+    "BridgeSchemaError",
+    "BridgeStats",
     "Checkpoint",
     "CheckpointStore",
     "Counter",
     "DirectoryStore",
     "RayKVStore",
     "ShardedCounter",
+    "actor_for_key",
+    "map_batches_with_actors",
+    "map_groups_with_actors",
 ]

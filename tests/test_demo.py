@@ -18,3 +18,4 @@ def test_demo_tour_runs_every_step(ray_cluster: dict, capsys: pytest.CaptureFixt
         assert f"== {step}. " in out
     assert "after two crashes the counter reads" in out
     assert "Spark summed 0..999,999 = 499,999,500,000" in out
+    assert "came back as 42 forecast rows in a Spark DataFrame" in out
