@@ -29,6 +29,7 @@ def sales_table(spark: SparkSession) -> object:
     return (
         spark.range(STORES * ITEMS * DAYS)
         .select(
+            "id",
             F.concat(F.lit("store-"), (F.col("id") % STORES).cast("string")).alias("store"),
             ((F.col("id") / STORES).cast("int") % ITEMS).alias("item"),
             (F.col("id") / (STORES * ITEMS)).cast("int").alias("day"),
@@ -42,6 +43,7 @@ def sales_table(spark: SparkSession) -> object:
                 2,
             ),
         )
+        .drop("id")
     )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ import ray
 
 from patterns import (
     BridgeBatchError,
+    BridgeError,
     BridgeSchemaError,
     BridgeStats,
     actor_for_key,
@@ -348,6 +349,25 @@ def test_a_result_off_schema_names_column_expected_got_and_key(
     assert error.got == "object values like 'steep' (str)"
     assert error.key[0] == "store-7"
     assert "does not match output_schema: column 'slope' must be double" in str(error)
+
+
+class BrokenInit:
+    def __init__(self) -> None:
+        raise FileNotFoundError("model.pkl is missing")
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return batch
+
+
+def test_an_actor_that_cannot_start_is_reported(spark: Any) -> None:
+    # The Spark job starts while the actors do: it is stopped and the cause named.
+    with pytest.raises(BridgeError) as info:
+        map_batches_with_actors(
+            spark.range(100), BrokenInit, output_schema="id long", actor_options=OPTIONS
+        )
+    message = str(info.value)
+    assert "BrokenInit(...) failed in a pool actor's __init__" in message
+    assert "model.pkl is missing" in message
 
 
 # --- argument errors: before any Spark job or actor ---------------------------------------------

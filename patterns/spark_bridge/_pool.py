@@ -138,12 +138,26 @@ _RemoteLedger = ray.remote(LedgerState)
 
 
 class Pool:
-    """The driver's side of a run's actors: create, wait until ready, kill."""
+    """The driver's side of a run's actors: create, check they started, kill."""
 
-    def __init__(self, spec: PoolSpec, actors: list[ActorHandle[Any]], ledger: Any) -> None:
+    def __init__(
+        self,
+        spec: PoolSpec,
+        actors: list[ActorHandle[Any]],
+        ledger: Any,
+        *,
+        factory: Callable[..., Any],
+        options: Mapping[str, Any],
+        ready_timeout_s: float,
+    ) -> None:
         self.spec = spec
         self.actors = actors
         self.ledger = ledger
+        self._factory = factory
+        self._options = options
+        self._timeout = ready_timeout_s
+        self._deadline = time.monotonic() + ready_timeout_s
+        self._starting: list[Any] = [a.ready.remote() for a in actors] + [ledger.ping.remote()]
 
     def kill(self) -> None:
         """Kill every actor of the run (no restart); safe to call twice."""
@@ -152,6 +166,42 @@ class Pool:
                 ray.kill(actor, no_restart=True)
             except Exception:  # already gone
                 pass
+
+    def started(self, wait_s: float = 0.0) -> bool:
+        """True once every actor has built its object; waits up to ``wait_s`` for it.
+
+        Raises:
+            BridgeError: An actor's ``__init__`` raised, or the actors could not be
+                placed within ``ready_timeout_s`` (with what the cluster has free).
+        """
+        from ray.exceptions import RayActorError
+
+        if not self._starting:
+            return True
+        wait_s = min(wait_s, max(0.0, self._deadline - time.monotonic()))
+        done, self._starting = ray.wait(
+            self._starting, num_returns=len(self._starting), timeout=wait_s
+        )
+        try:
+            ray.get(done)
+        except RayActorError as exc:
+            name = getattr(self._factory, "__qualname__", repr(self._factory))
+            msg = f"{name}(...) failed in a pool actor's __init__: {_init_error(exc)}"
+            raise BridgeError(msg) from exc
+        if self._starting and time.monotonic() >= self._deadline:
+            free = ray.available_resources().get("CPU", 0.0)
+            msg = (
+                f"the pool's {len(self.actors)} actors did not start within {self._timeout:g} "
+                f"s: each asks for {self._options.get('num_cpus', 1):g} CPU and the cluster "
+                f"has {free:g} free (lower 'pool_size', or pass actor_options={{'num_cpus': ...}})"
+            )
+            raise BridgeError(msg)
+        return not self._starting
+
+    def wait_started(self) -> None:
+        """Block until every actor has started (see `started`)."""
+        while not self.started(wait_s=1.0):
+            pass
 
     def pids(self, timeout: float = 60.0) -> list[int]:
         """The pool actors' current process ids."""
@@ -169,55 +219,32 @@ def start_pool(
     options: Mapping[str, Any],
     ready_timeout_s: float,
 ) -> Pool:
-    """Create the ledger and ``pool_size`` actors, and wait until each has built its object.
+    """Create the ledger and ``pool_size`` actors; do not wait for them (see `Pool.started`).
 
-    Raises:
-        BridgeError: An actor's ``__init__`` raised, or the actors could not be placed
-            within ``ready_timeout_s`` (with what the cluster has free).
+    The actors are named at once, so senders can find them and queue calls while they
+    start: the Spark side of a run gets going in the meantime.
     """
     spec = PoolSpec(f"run-{uuid.uuid4().hex[:12]}", pool_size)
     ledger: Any = _RemoteLedger.options(
         name=spec.ledger_name, namespace=NAMESPACE, num_cpus=0, max_restarts=0
     ).remote(pool_size)
     actors = []
-    for i in range(pool_size):
-        named = {**options, "name": spec.actor_name(i), "namespace": NAMESPACE}
-        actors.append(
-            bind_options(_RemotePoolActor, named).remote(
-                spec, i, mode, target, factory, args, kwargs
+    try:
+        for i in range(pool_size):
+            named = {**options, "name": spec.actor_name(i), "namespace": NAMESPACE}
+            actors.append(
+                bind_options(_RemotePoolActor, named).remote(
+                    spec, i, mode, target, factory, args, kwargs
+                )
             )
-        )
-    pool = Pool(spec, actors, ledger)
-    try:
-        _wait_ready(pool, factory, options, ready_timeout_s)
+        return Pool(
+            spec, actors, ledger, factory=factory, options=options,
+            ready_timeout_s=ready_timeout_s,
+        )  # fmt: skip
     except BaseException:
-        pool.kill()
+        for actor in [*actors, ledger]:
+            ray.kill(actor, no_restart=True)
         raise
-    return pool
-
-
-def _wait_ready(
-    pool: Pool, factory: Callable[..., Any], options: Mapping[str, Any], timeout: float
-) -> None:
-    from ray.exceptions import GetTimeoutError, RayActorError
-
-    name = getattr(factory, "__qualname__", repr(factory))
-    refs = [a.ready.remote() for a in pool.actors] + [pool.ledger.ping.remote()]
-    deadline = time.monotonic() + timeout
-    try:
-        ray.get(refs, timeout=max(0.0, deadline - time.monotonic()))
-    except GetTimeoutError:
-        free = ray.available_resources().get("CPU", 0.0)
-        msg = (
-            f"the pool's {len(pool.actors)} actors did not start within {timeout:g} s: each "
-            f"asks for {options.get('num_cpus', 1):g} CPU and the cluster has {free:g} free "
-            "(lower 'pool_size', or pass actor_options={'num_cpus': ...})"
-        )
-        raise BridgeError(msg) from None
-    except RayActorError as exc:
-        cause = _init_error(exc)
-        msg = f"{name}(...) failed in a pool actor's __init__: {cause}"
-        raise BridgeError(msg) from exc
 
 
 def _init_error(exc: BaseException) -> str:

@@ -76,9 +76,12 @@ class _Watcher:
         settings: RunSettings,
         *,
         on_failure: Any = None,
+        watch_start: bool = False,
         stream: TextIO | None = None,
     ) -> None:
         self._pool = pool
+        self._watch_start = watch_start
+        self.pool_error: BridgeError | None = None
         self._settings = settings
         self._on_failure = on_failure
         self._stream = stream or sys.stderr
@@ -122,6 +125,16 @@ class _Watcher:
         next_line = self._began + interval
         cancelled = False
         while not self._stop.wait(POLL_S):
+            if self._watch_start:  # the job runs while the actors start: did they?
+                try:
+                    self._watch_start = not self._pool.started()
+                except BridgeError as error:
+                    self.pool_error, self._watch_start = error, False
+                    if self._on_failure is not None and not cancelled:
+                        cancelled = True
+                        with contextlib.suppress(Exception):
+                            self._on_failure()
+                    return
             try:
                 summary: dict[str, Any] = ray.get(
                     self._pool.ledger.summary.remote(), timeout=LEDGER_TIMEOUT_S
@@ -232,13 +245,7 @@ def _ledger_failure(pool: Pool) -> dict[str, Any] | None:
 def run(df: Any, settings: RunSettings, stats: BridgeStats | None) -> Any:
     """Run the validated call; return the result DataFrame (materialised)."""
     began = time.monotonic()
-    table = None
-    if settings.transport == "driver":
-        table = df.toArrow()  # the one Spark job of this transport
-        if table.num_rows == 0:
-            if stats is not None:
-                stats.update({"transport": "driver", "pool_size": settings.pool_size})
-            return df.sparkSession.createDataFrame(settings.target.empty(), schema=settings.struct)
+    # The actors start while Spark does its part (collect, or the job's first tasks).
     pool = start_pool(
         pool_size=settings.pool_size,
         mode=settings.mode,
@@ -249,26 +256,34 @@ def run(df: Any, settings: RunSettings, stats: BridgeStats | None) -> Any:
         options=settings.actor_options,
         ready_timeout_s=settings.ready_timeout_s,
     )
-    group = f"spark-bridge-{uuid.uuid4().hex[:12]}"
-    spark = df.sparkSession
-    cancel = functools.partial(spark.sparkContext.cancelJobGroup, group)
-    watcher = _Watcher(pool, settings, on_failure=cancel if table is None else None)
     summary: dict[str, Any] | None = None
     try:
-        with watcher:
-            if table is not None:
-                watcher.total = table.num_rows
+        if settings.transport == "driver":
+            table = df.toArrow()  # the one Spark job of this transport
+            if table.num_rows == 0:
+                return df.sparkSession.createDataFrame(
+                    settings.target.empty(), schema=settings.struct
+                )
+            pool.wait_started()
+            watcher = _Watcher(pool, settings)
+            watcher.total = table.num_rows
+            with watcher:
                 result = _driver_transport(df, settings, table, pool)
-            else:
-                try:
+        else:
+            group = f"spark-bridge-{uuid.uuid4().hex[:12]}"
+            cancel = functools.partial(df.sparkSession.sparkContext.cancelJobGroup, group)
+            watcher = _Watcher(pool, settings, on_failure=cancel, watch_start=True)
+            try:
+                with watcher:
                     result = _executor_transport(df, settings, pool, watcher, group)
-                except BridgeError:
+            except Exception as exc:  # Spark's error: the pool or the ledger says why
+                if watcher.pool_error is not None:
+                    raise watcher.pool_error from exc
+                pool.started(wait_s=5.0)  # raises if an actor failed to start
+                failure = _ledger_failure(pool)
+                if failure is None:
                     raise
-                except Exception as exc:  # Spark's error: the ledger knows which batch
-                    failure = _ledger_failure(pool)
-                    if failure is None:
-                        raise
-                    raise _failure_error(failure) from exc
+                raise _failure_error(failure) from exc
         summary = ray.get(pool.ledger.summary.remote(), timeout=LEDGER_TIMEOUT_S)
         if settings.progress is True or (settings.progress is None and watcher.printed):
             watcher.say(summary, final=True)
