@@ -156,11 +156,12 @@ def _ray_in_spark(
 class _BridgeScorer:
     """The Spark bridge's pool class: the model loaded in ``__init__``, batches scored."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, columns: list[str]) -> None:
         self.server = ModelServer(path)
+        self.columns = columns
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        scores = self.server.predict(batch[_engines.COLUMNS].to_numpy())
+        scores = self.server.predict(batch[self.columns].to_numpy())
         return pd.DataFrame({"row": batch["row"], "score": scores})
 
 
@@ -169,7 +170,8 @@ def _bridge(frame: Any, path: str, rows: int, transport: str) -> Callable[[], np
 
     def run() -> np.ndarray:
         scored = map_batches_with_actors(
-            frame, _BridgeScorer, actor_args=(path,), output_schema="row long, score double",
+            frame, _BridgeScorer, actor_args=(path, _engines.COLUMNS),
+            output_schema="row long, score double",
             pool_size=_harness.SLOTS, batch_size=rows, transport=transport, progress=False,
         )  # fmt: skip
         return scored.toPandas().sort_values("row")["score"].to_numpy()

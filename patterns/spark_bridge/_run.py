@@ -164,9 +164,7 @@ def _job_group(spark: Any, group: str, description: str) -> Iterator[None]:
             sc.setLocalProperty(key, value)
 
 
-def _executor_transport(
-    df: Any, settings: RunSettings, pool: Pool, watcher: _Watcher, group: str
-) -> Any:
+def _executor_transport(df: Any, settings: RunSettings, pool: Pool, group: str) -> Any:
     address = settings.ray_address or ray.get_runtime_context().gcs_address
     plan = ExecutorPlan(
         RunPlan(
@@ -275,7 +273,7 @@ def run(df: Any, settings: RunSettings, stats: BridgeStats | None) -> Any:
             watcher = _Watcher(pool, settings, on_failure=cancel, watch_start=True)
             try:
                 with watcher:
-                    result = _executor_transport(df, settings, pool, watcher, group)
+                    result = _executor_transport(df, settings, pool, group)
             except Exception as exc:  # Spark's error: the pool or the ledger says why
                 if watcher.pool_error is not None:
                     raise watcher.pool_error from exc
