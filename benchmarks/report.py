@@ -61,6 +61,8 @@ ENGINE_ORDER = [
     "spark-broadcast",
     "spark-load-per-partition",
     "spark-to-ray-actor-pool",
+    "spark-bridge-executor",
+    "spark-bridge-driver",
     "dask-delayed",
     "dask-scatter",
     "dask-task",

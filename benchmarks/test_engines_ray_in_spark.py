@@ -9,6 +9,12 @@ model's work outweighs the engines' per-job costs, two ways:
 - ``spark-to-ray-actor-pool``: ``mapInPandas`` forwards each Arrow batch to one
   of two named Ray actors that loaded the model once, and yields their scores.
   Each Spark Python worker connects to the Ray cluster once and stays connected.
+- ``spark-load-per-partition``: ``mapInPandas`` alone, loading the model from its
+  file at the start of every partition (no Ray).
+- ``spark-bridge-executor`` / ``spark-bridge-driver``: ``patterns.map_batches_with_actors``
+  with a pool of two actors that each load the model once per call (the pool lives
+  for one call, so every round pays its start), batches sent from Spark's Python
+  workers or from the driver.
 
 The serial baseline scores the batches in this process. The ideal is half the
 serial time (2 slots). Scores must equal the serial reference.
@@ -41,7 +47,14 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
 ]
 
-ENGINES = ("serial", "spark-pandas-udf", "spark-to-ray-actor-pool")
+ENGINES = (
+    "serial",
+    "spark-pandas-udf",
+    "spark-to-ray-actor-pool",
+    "spark-load-per-partition",
+    "spark-bridge-executor",
+    "spark-bridge-driver",
+)
 NAMESPACE = "rap-bench"
 
 
@@ -140,6 +153,32 @@ def _ray_in_spark(
                 ray.kill(actor)
 
 
+class _BridgeScorer:
+    """The Spark bridge's pool class: the model loaded in ``__init__``, batches scored."""
+
+    def __init__(self, path: str, columns: list[str]) -> None:
+        self.server = ModelServer(path)
+        self.columns = columns
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        scores = self.server.predict(batch[self.columns].to_numpy())
+        return pd.DataFrame({"row": batch["row"], "score": scores})
+
+
+def _bridge(frame: Any, path: str, rows: int, transport: str) -> Callable[[], np.ndarray]:
+    from patterns import map_batches_with_actors
+
+    def run() -> np.ndarray:
+        scored = map_batches_with_actors(
+            frame, _BridgeScorer, actor_args=(path, _engines.COLUMNS),
+            output_schema="row long, score double",
+            pool_size=_harness.SLOTS, batch_size=rows, transport=transport, progress=False,
+        )  # fmt: skip
+        return scored.toPandas().sort_values("row")["score"].to_numpy()
+
+    return run
+
+
 @contextlib.contextmanager
 def _scorer(
     engine: str,
@@ -159,6 +198,13 @@ def _scorer(
         address = request.getfixturevalue("ray_ready")["address"]
         with _ray_in_spark(spark, frame, address, path) as run:
             yield run
+    elif engine == "spark-load-per-partition":
+        with _engines.spark_per_partition_scorer(frame, path) as run:
+            yield run
+    elif engine in ("spark-bridge-executor", "spark-bridge-driver"):
+        request.getfixturevalue("ray_ready")
+        rows = len(batches[0])
+        yield _bridge(frame, path, rows, engine.removeprefix("spark-bridge-"))
     else:
         raise ValueError(f"unknown engine {engine!r}")
 

@@ -12,6 +12,7 @@ import ray
 
 from launcher import _processes, _tour_agents, _tour_parameter_servers, _tour_trees
 from launcher._cluster import RayOnSpark, format_status
+from launcher._tour_spark_bridge import step as spark_bridge
 
 
 def _title(step: int, text: str) -> None:
@@ -113,6 +114,7 @@ def steps(cluster: RayOnSpark, *, quick: bool) -> list[tuple[str, Callable[[], N
         (_tour_parameter_servers.TITLE, lambda: _tour_parameter_servers.step(cluster, quick=quick)),
         ("Online learning agents", lambda: _tour_agents.step(cluster, quick=quick)),
         ("Actor trees: a restarted leaf", lambda: _tour_trees.step(cluster, quick=quick)),
+        ("Spark bridge: a forecast per (store, item)", lambda: spark_bridge(cluster, quick=quick)),
         # Pattern families add their step here (one line each; the code lives in
         # launcher/_tour_<family>.py).
     ]

@@ -38,6 +38,15 @@ from patterns.parameter_servers import (
     TrainingRecord,
     train,
 )
+from patterns.spark_bridge import (
+    BridgeBatchError,
+    BridgeError,
+    BridgeSchemaError,
+    BridgeStats,
+    actor_for_key,
+    map_batches_with_actors,
+    map_groups_with_actors,
+)
 from patterns.trees import (
     ChildSpec,
     Supervisor,
@@ -59,6 +68,10 @@ __all__ = [
     "AgentPopulation",
     "AgentReplicas",
     "BanditHistory",
+    "BridgeBatchError",
+    "BridgeError",
+    "BridgeSchemaError",
+    "BridgeStats",
     "Checkpoint",
     "CheckpointStore",
     "ChildSpec",
@@ -83,8 +96,11 @@ __all__ = [
     "TrainingEvent",
     "TrainingHistory",
     "TrainingRecord",
+    "actor_for_key",
     "divide_and_conquer",
     "exit_normally",
+    "map_batches_with_actors",
+    "map_groups_with_actors",
     "run_bandit",
     "train",
     "train_policy",

@@ -21,3 +21,4 @@ def test_demo_tour_runs_every_step(ray_cluster: dict, capsys: pytest.CaptureFixt
     assert "the supervisor restarted left (restarts 1) and restored its count: 42" in out
     assert "Parameter server test accuracy" in out
     assert "feedbacks applied of 100 acknowledged" in out
+    assert "came back as 42 forecast rows in a Spark DataFrame" in out

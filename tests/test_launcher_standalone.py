@@ -125,10 +125,15 @@ def test_launcher_plans_from_a_standalone_session(standalone_master: str, tmp_pa
         )
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert result.returncode == 0, log.read_text()[-3000:]
-    launched, after = events
+    before, launched, after = events
+    assert before["bridge_refused_without_ray"]  # Spark bridge: a clear error, no job
     assert launched["spec_workers"] == 2
     assert launched["spec_cores"] == 1
-    assert launched["planned_workers"] == 2
-    assert launched["alive_workers"] == 2  # one Ray worker node per Spark worker
+    assert launched["planned_workers"] == 1  # the other worker is kept for Spark jobs
+    assert launched["alive_workers"] == 1  # one Ray worker node per worker given to Ray
     assert launched["result"] == [2 * i for i in range(8)]
+    # The Spark bridge on the standalone executors: their Python workers reach Ray
+    # with the auth the driver sends (the executors' environment has no token).
+    assert launched["bridge_ok"]
+    assert launched["bridge_connections"] >= 1
     assert after["spark_still_usable"]

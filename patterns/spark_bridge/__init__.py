@@ -1,0 +1,418 @@
+"""Spark bridge: Ray actors over a Spark DataFrame's batches or groups, results as a DataFrame.
+
+Spark reads and writes the data; a pool of Ray actors does the heavy or stateful work
+in between: a model loaded once per actor scores every batch, or a forecaster fits one
+model per (store, item) group. `map_batches_with_actors` sends fixed-size batches of
+rows to the pool; `map_groups_with_actors` sends whole groups, each key always to the
+same actor (`actor_for_key`). The result is a Spark DataFrame of ``output_schema``.
+
+What it promises:
+
+- **Where data moves.** ``transport="executor"`` (default): Spark's Python workers send
+  their partitions' Arrow batches to the actors and get Arrow back; nothing passes
+  through the driver. ``transport="driver"``: the DataFrame is collected to the driver
+  as Arrow, sent from there, and the results become a DataFrame: for data that fits.
+- **Back-pressure.** Each sender (the driver, or each running Spark task) has at most
+  ``max_in_flight`` calls out per actor.
+- **Failures.** Bad arguments raise ``TypeError``/``ValueError`` before any Spark job
+  or actor starts. A batch whose code raises, or whose result does not match
+  ``output_schema``, stops the run with a `BridgeBatchError` (`BridgeSchemaError`)
+  naming its group key or place, the actor and the remote error. A killed actor is
+  restarted by Ray and the calls it had are sent again; the run completes with every
+  row once, and `BridgeStats` counts each batch once however often it was retried.
+- **Lifetime.** The pool lives for one call. The returned DataFrame is materialised
+  before the pool stops (``localCheckpoint`` on the executors for the executor
+  transport), so later actions on it never need the actors.
+
+What it does not: it does not make a stateful ``__call__`` exactly-once. A batch may
+run twice on an actor (re-sent after a crash, or by a retried Spark task); results are
+kept once, but side effects of ``__call__`` happen again.
+
+``pyspark``, ``pandas`` and ``pyarrow`` are imported when a function runs, never when
+``patterns`` is imported.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from patterns._actors import check_actor_options
+from patterns._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_name,
+    check_positive_float,
+    describe,
+)
+from patterns.spark_bridge._errors import BridgeBatchError, BridgeError, BridgeSchemaError
+from patterns.spark_bridge._keys import actor_for_key, check_key_names
+from patterns.spark_bridge._ledger import BridgeStats
+from patterns.spark_bridge._pool import POOL_DEFAULTS
+from patterns.spark_bridge._run import RunSettings, run
+from patterns.spark_bridge._schema import parse_output_schema
+
+__all__ = [
+    "BridgeBatchError",
+    "BridgeError",
+    "BridgeSchemaError",
+    "BridgeStats",
+    "actor_for_key",
+    "map_batches_with_actors",
+    "map_groups_with_actors",
+]
+
+TRANSPORTS = ("executor", "driver")
+
+
+def _check_actor_class(actor_class: object, arity: int, signature: str) -> type:
+    if not inspect.isclass(actor_class):
+        msg = f"'actor_class' must be a class, got {describe(actor_class)}"
+        raise TypeError(msg)
+    owners = [k for k in actor_class.__mro__ if k is not object and "__call__" in vars(k)]
+    call = vars(owners[0])["__call__"] if owners else None
+    if not callable(call):
+        msg = (
+            f"'actor_class' must define __call__{signature}, got {actor_class.__qualname__}, "
+            "which has no __call__"
+        )
+        raise TypeError(msg)
+    try:
+        inspect.signature(call).bind(*([None] * (arity + 1)))
+    except TypeError:
+        msg = (
+            f"'actor_class' must define __call__{signature}, got {actor_class.__qualname__}"
+            f".__call__{inspect.signature(call)}"
+        )
+        raise TypeError(msg) from None
+    except ValueError:  # no signature (a builtin): trust it
+        pass
+    return actor_class
+
+
+def _check_dataframe(df: object) -> Any:
+    try:
+        from pyspark.sql import DataFrame
+    except ImportError as exc:  # pragma: no cover - pyspark is a dependency of the extra
+        msg = "the Spark bridge needs pyspark: pip install 'ray-actor-patterns[spark]'"
+        raise ImportError(msg) from exc
+    if not isinstance(df, DataFrame):
+        msg = f"'df' must be a pyspark.sql.DataFrame, got {describe(df)}"
+        raise TypeError(msg)
+    return df
+
+
+def _check_ray_connected() -> None:
+    import ray
+
+    if not ray.is_initialized():
+        msg = (
+            "Ray is not connected in this process: start a cluster first "
+            "(`with RayOnSpark() as cluster:`) or call ray.init(address=...)"
+        )
+        raise RuntimeError(msg)
+
+
+def _settings(
+    *,
+    label: str,
+    mode: str,
+    df: Any,
+    key_cols: object,
+    actor_class: object,
+    output_schema: object,
+    pool_size: object,
+    batch_size: object,
+    transport: object,
+    actor_args: object,
+    actor_kwargs: object,
+    max_in_flight: object,
+    actor_options: object,
+    progress: object,
+    progress_interval_s: object,
+    ray_address: object,
+    executor_idle_s: object,
+    ready_timeout_s: object,
+    num_partitions: object,
+    key_affinity: object = True,
+) -> RunSettings:
+    """Every argument checked, in the order of the signature; nothing has started yet."""
+    df = _check_dataframe(df)
+    key_names: list[str] = []
+    if mode == "groups":
+        key_names = check_key_names(key_cols, df.columns)
+        cls = _check_actor_class(actor_class, 2, "(self, key, group)")
+    else:
+        cls = _check_actor_class(actor_class, 1, "(self, batch)")
+    pool = check_int("pool_size", pool_size, minimum=1)
+    size = check_int("batch_size", batch_size, minimum=1)
+    chosen = check_choice("transport", transport, TRANSPORTS)
+    if not isinstance(actor_args, Sequence) or isinstance(actor_args, str | bytes):
+        msg = f"'actor_args' must be a tuple or list, got {describe(actor_args)}"
+        raise TypeError(msg)
+    if actor_kwargs is None:
+        actor_kwargs = {}
+    if not isinstance(actor_kwargs, Mapping) or not all(isinstance(k, str) for k in actor_kwargs):
+        msg = f"'actor_kwargs' must be a dict of str keys or None, got {describe(actor_kwargs)}"
+        raise TypeError(msg)
+    in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
+    options = check_actor_options(actor_options, defaults=POOL_DEFAULTS)
+    for reserved in ("name", "namespace", "get_if_exists", "lifetime"):
+        if reserved in options:
+            msg = f"'actor_options' may not set {reserved!r}: the bridge names its pool itself"
+            raise ValueError(msg)
+    shown = None if progress is None else check_bool("progress", progress)
+    interval = check_positive_float("progress_interval_s", progress_interval_s)
+    address = None if ray_address is None else check_name("ray_address", ray_address)
+    idle = check_positive_float("executor_idle_s", executor_idle_s)
+    ready = check_positive_float("ready_timeout_s", ready_timeout_s)
+    partitions = None
+    if num_partitions is not None:
+        partitions = check_int("num_partitions", num_partitions, minimum=1)
+    _check_ray_connected()
+    struct, target = parse_output_schema(output_schema)
+    return RunSettings(
+        label=label,
+        mode=mode,
+        key_names=tuple(key_names),
+        factory=cls,
+        args=tuple(actor_args),
+        kwargs=dict(actor_kwargs),
+        struct=struct,
+        target=target,
+        pool_size=pool,
+        batch_size=size,
+        max_in_flight=in_flight,
+        transport=chosen,
+        actor_options=options,
+        progress=shown,
+        progress_interval_s=interval,
+        ray_address=address,
+        executor_idle_s=idle,
+        ready_timeout_s=ready,
+        num_partitions=partitions,
+        key_affinity=check_bool("key_affinity", key_affinity),
+    )
+
+
+def _check_stats(stats: object) -> BridgeStats | None:
+    if stats is not None and not isinstance(stats, BridgeStats):
+        msg = f"'stats' must be a BridgeStats or None, got {describe(stats)}"
+        raise TypeError(msg)
+    return stats
+
+
+def map_batches_with_actors(
+    df: Any,
+    actor_class: type,
+    *,
+    output_schema: Any,
+    pool_size: int = 2,
+    batch_size: int = 10_000,
+    transport: str = "executor",
+    actor_args: Sequence[Any] = (),
+    actor_kwargs: Mapping[str, Any] | None = None,
+    max_in_flight: int = 2,
+    actor_options: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+    progress_interval_s: float = 5.0,
+    stats: BridgeStats | None = None,
+    ray_address: str | None = None,
+    executor_idle_s: float = 10.0,
+    ready_timeout_s: float = 120.0,
+) -> Any:
+    """Run ``actor_class`` instances over the batches of ``df``; return the results as a DataFrame.
+
+    ``pool_size`` actors are started, each building ``actor_class(*actor_args,
+    **actor_kwargs)`` once (load a model there). Each batch of up to ``batch_size`` rows
+    goes, as a pandas DataFrame, to the actor with the fewest calls out, whose
+    ``__call__(batch)`` returns a pandas DataFrame of ``output_schema``'s columns (any
+    number of rows). The actors are killed when the call returns or raises.
+
+    Args:
+        df: The input Spark DataFrame.
+        actor_class: A class whose instances are callable: ``__call__(self, batch)``.
+        output_schema: The result's schema: a Spark DDL string (``"id long, score
+            double"``) or a ``StructType``. Every result must have exactly these columns.
+        pool_size: Number of actors (an int >= 1).
+        batch_size: Rows per call (an int >= 1).
+        transport: ``"executor"``: Spark's Python workers send their partitions to the
+            actors; ``"driver"``: ``df`` is collected on the driver and sent from there
+            (for data that fits the driver).
+        actor_args: Positional arguments for ``actor_class``.
+        actor_kwargs: Keyword arguments for ``actor_class``.
+        max_in_flight: Calls each sender may have out to one actor at once (an int >= 1).
+        actor_options: Ray options for the pool actors, over the defaults
+            ``num_cpus=1, max_restarts=-1, max_task_retries=3, scheduling_strategy="SPREAD"``
+            (``name``, ``namespace``, ``lifetime`` are the bridge's to set).
+        progress: Progress lines on stderr every ``progress_interval_s``: None (default)
+            only for runs that last longer than that, True always, False never.
+        progress_interval_s: Seconds between progress lines.
+        stats: A `BridgeStats` to fill with what the run did.
+        ray_address: Where Spark's Python workers find Ray (executor transport); default
+            the GCS address this driver is connected to.
+        executor_idle_s: A Spark Python worker leaves the Ray cluster after this many
+            seconds without bridge work (it stays connected between tasks until then).
+        ready_timeout_s: How long the pool's actors may take to start.
+
+    Returns:
+        A Spark DataFrame of ``output_schema``, already computed.
+
+    Raises:
+        TypeError: An argument has the wrong type (``df`` not a DataFrame,
+            ``actor_class`` without ``__call__``, ...).
+        ValueError: An argument is out of range (``pool_size < 1``, ``batch_size < 1``,
+            an unknown ``transport``, a bad ``output_schema``).
+        RuntimeError: Ray is not connected in this process.
+        BridgeBatchError: A batch failed on its actor (its place in the input, the
+            actor, the remote error); `BridgeSchemaError` if its result did not match
+            ``output_schema``.
+        BridgeError: The pool could not start.
+
+    Examples:
+        >>> class Doubler:  # doctest: +SKIP
+        ...     def __call__(self, batch):
+        ...         return batch.assign(y=batch["id"] * 2)
+        >>> out = map_batches_with_actors(  # doctest: +SKIP
+        ...     spark.range(5), Doubler, output_schema="id long, y long"
+        ... )
+        >>> sorted(r.y for r in out.collect())  # doctest: +SKIP
+        [0, 2, 4, 6, 8]
+    """
+    settings = _settings(
+        label="map_batches_with_actors",
+        mode="batches",
+        df=df,
+        key_cols=None,
+        actor_class=actor_class,
+        output_schema=output_schema,
+        pool_size=pool_size,
+        batch_size=batch_size,
+        transport=transport,
+        actor_args=actor_args,
+        actor_kwargs=actor_kwargs,
+        max_in_flight=max_in_flight,
+        actor_options=actor_options,
+        progress=progress,
+        progress_interval_s=progress_interval_s,
+        ray_address=ray_address,
+        executor_idle_s=executor_idle_s,
+        ready_timeout_s=ready_timeout_s,
+        num_partitions=None,
+    )
+    return run(df, settings, _check_stats(stats))
+
+
+def map_groups_with_actors(
+    df: Any,
+    key_cols: str | Sequence[str],
+    actor_class: type,
+    *,
+    output_schema: Any,
+    pool_size: int = 2,
+    transport: str = "executor",
+    actor_args: Sequence[Any] = (),
+    actor_kwargs: Mapping[str, Any] | None = None,
+    max_in_flight: int = 2,
+    batch_size: int = 10_000,
+    num_partitions: int | None = None,
+    key_affinity: bool = True,
+    actor_options: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+    progress_interval_s: float = 5.0,
+    stats: BridgeStats | None = None,
+    ray_address: str | None = None,
+    executor_idle_s: float = 10.0,
+    ready_timeout_s: float = 120.0,
+) -> Any:
+    """Run ``actor_class`` instances over the groups of ``df``; return the results as a DataFrame.
+
+    Rows with equal values in ``key_cols`` form a group (nulls and NaNs group together,
+    as in Spark's ``groupBy``). Each group goes whole to actor
+    ``actor_for_key(key, pool_size)``, always the same one for a key (unless
+    ``key_affinity=False``), whose
+    ``__call__(key, group)`` gets the key as a tuple of Python values (None for a null)
+    and the group as a pandas DataFrame of all its columns, and returns a pandas
+    DataFrame of ``output_schema``'s columns. Small groups of one actor travel together
+    in calls of up to ``batch_size`` rows; each still gets its own ``__call__``.
+
+    With the executor transport the rows are first repartitioned by key into
+    ``num_partitions`` partitions (default: Spark's default parallelism, at least
+    ``pool_size``) and sorted by key within each, so that each group is whole in one
+    Spark task and is read one group at a time.
+
+    Args:
+        df: The input Spark DataFrame.
+        key_cols: The key column, or a list of them.
+        actor_class: A class whose instances are callable: ``__call__(self, key, group)``.
+        output_schema: The result's schema: a Spark DDL string or a ``StructType``.
+        pool_size: Number of actors (an int >= 1).
+        transport: ``"executor"`` or ``"driver"`` (see `map_batches_with_actors`).
+        actor_args: Positional arguments for ``actor_class``.
+        actor_kwargs: Keyword arguments for ``actor_class``.
+        max_in_flight: Calls each sender may have out to one actor at once.
+        batch_size: Most rows of small groups packed into one call (a larger group
+            travels alone).
+        num_partitions: Partitions of the repartition by key (executor transport).
+        key_affinity: True (default): each key always goes to the same actor, so an
+            actor may keep state per key. False: each group goes to the actor with
+            the fewest calls out, which balances groups of very unequal cost (no
+            state per key then).
+        actor_options: Ray options for the pool actors (see `map_batches_with_actors`).
+        progress: Progress lines on stderr (see `map_batches_with_actors`).
+        progress_interval_s: Seconds between progress lines.
+        stats: A `BridgeStats` to fill with what the run did.
+        ray_address: Where Spark's Python workers find Ray (executor transport).
+        executor_idle_s: Seconds a Spark Python worker stays connected without work.
+        ready_timeout_s: How long the pool's actors may take to start.
+
+    Returns:
+        A Spark DataFrame of ``output_schema``, already computed.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: ``key_cols`` names a column ``df`` lacks (all such columns are
+            named), or another argument is out of range.
+        RuntimeError: Ray is not connected in this process.
+        BridgeBatchError: A group failed on its actor (its key, the actor, the remote
+            error); `BridgeSchemaError` if its result did not match ``output_schema``.
+        BridgeError: The pool could not start.
+
+    Examples:
+        >>> class Mean:  # doctest: +SKIP
+        ...     def __call__(self, key, group):
+        ...         return pd.DataFrame({"k": [key[0]], "mean": [group["v"].mean()]})
+        >>> df = spark.createDataFrame(  # doctest: +SKIP
+        ...     [("a", 1.0), ("a", 3.0), ("b", 5.0)], "k string, v double"
+        ... )
+        >>> out = map_groups_with_actors(  # doctest: +SKIP
+        ...     df, "k", Mean, output_schema="k string, mean double"
+        ... )
+        >>> sorted(out.collect())  # doctest: +SKIP
+        [Row(k='a', mean=2.0), Row(k='b', mean=5.0)]
+    """
+    settings = _settings(
+        label="map_groups_with_actors",
+        mode="groups",
+        df=df,
+        key_cols=key_cols,
+        actor_class=actor_class,
+        output_schema=output_schema,
+        pool_size=pool_size,
+        batch_size=batch_size,
+        transport=transport,
+        actor_args=actor_args,
+        actor_kwargs=actor_kwargs,
+        max_in_flight=max_in_flight,
+        actor_options=actor_options,
+        progress=progress,
+        progress_interval_s=progress_interval_s,
+        ray_address=ray_address,
+        executor_idle_s=executor_idle_s,
+        ready_timeout_s=ready_timeout_s,
+        num_partitions=num_partitions,
+        key_affinity=key_affinity,
+    )
+    return run(df, settings, _check_stats(stats))

@@ -1,0 +1,257 @@
+"""The actor pool of one run: ``pool_size`` named actors holding the user's object, and the ledger.
+
+Each pool actor builds one instance of the user's class in its ``__init__`` (that is
+where a model is loaded, once per actor) and runs calls one at a time. Names put the
+pool where every sender can find it: the driver holds the handles, and Spark's Python
+workers look the actors up by name (a handle pickled by the driver does not travel
+through Spark). The driver kills the pool and the ledger when the run ends, however
+it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import ray
+from ray.actor import ActorHandle
+
+from patterns._actors import bind_options
+from patterns.spark_bridge._errors import BridgeBatchError, BridgeError
+from patterns.spark_bridge._ledger import LedgerState
+from patterns.spark_bridge._schema import Target
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["NAMESPACE", "POOL_DEFAULTS", "Pool", "PoolSpec", "start_pool"]
+
+NAMESPACE = "spark-bridge"
+
+# One CPU per actor: the pool's work is the heavy part of the job. A killed actor comes
+# back (its __init__ runs again, so its model is reloaded) and Ray re-sends the calls
+# that were out; a batch that keeps killing its actor fails after 3 re-sends.
+POOL_DEFAULTS: dict[str, Any] = {
+    "num_cpus": 1,
+    "max_restarts": -1,
+    "max_task_retries": 3,
+    "scheduling_strategy": "SPREAD",
+}
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Names of one run's actors: where senders find the pool and the ledger."""
+
+    run: str
+    pool_size: int
+
+    def actor_name(self, index: int) -> str:
+        return f"{self.run}/actor-{index}"
+
+    @property
+    def ledger_name(self) -> str:
+        return f"{self.run}/ledger"
+
+
+def _remote_error(exc: BaseException) -> tuple[str, str, str]:
+    return type(exc).__name__, str(exc), "".join(traceback.format_exception(exc))
+
+
+class PoolActor:
+    """One pool slot: the user's object, and a ``run`` method per kind of work.
+
+    ``mode`` is ``"batches"`` (``__call__(batch)``) or ``"groups"``
+    (``__call__(key, group)``). Results leave as Arrow tables of the target schema.
+    """
+
+    def __init__(
+        self,
+        spec: PoolSpec,
+        index: int,
+        mode: str,
+        target: Target,
+        factory: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+    ) -> None:
+        self._spec = spec
+        self._index = index
+        self._mode = mode
+        self._target = target
+        self._ledger: Any | None = None
+        self._instance = factory(*args, **kwargs)
+
+    def _report_start(self, batch: str) -> None:
+        # Fire and forget: a start only feeds the re-run count (see BridgeStats).
+        try:
+            if self._ledger is None:
+                self._ledger = ray.get_actor(self._spec.ledger_name, namespace=NAMESPACE)
+            self._ledger.started.remote(batch, actor=self._index, pid=os.getpid())
+        except Exception:  # the ledger is gone: the run is over or ending
+            pass
+
+    def _call(self, key: object, *args: Any) -> pa.Table:
+        try:
+            result = self._instance(*args)
+        except Exception as exc:
+            kind, message, text = _remote_error(exc)
+            raise BridgeBatchError.from_remote(
+                key, actor=self._index, remote_type=kind, remote_message=message,
+                remote_traceback=text,
+            ) from None  # fmt: skip
+        return self._target.conform(result, key=key, actor=self._index)
+
+    def run_batch(self, batch: str, where: str, table: pa.Table) -> pa.Table:
+        """``__call__`` one batch; ``where`` describes it for error messages."""
+        self._report_start(batch)
+        return self._call(where, table.to_pandas())
+
+    def run_groups(
+        self, batch: str, keys: list[tuple[Any, ...]], sizes: list[int], table: pa.Table
+    ) -> pa.Table:
+        """``__call__(key, group)`` for each group packed in ``table``; one table back."""
+        import pyarrow as pa
+
+        self._report_start(batch)
+        frame = table.to_pandas()
+        results = []
+        start = 0
+        for key, size in zip(keys, sizes, strict=True):
+            group = frame.iloc[start : start + size].reset_index(drop=True)
+            start += size
+            results.append(self._call(key, key, group))
+        return pa.concat_tables(results) if results else self._target.empty()
+
+    def ready(self) -> int:
+        """The actor's pid, once its ``__init__`` (the user's too) has run."""
+        return os.getpid()
+
+
+_RemotePoolActor = ray.remote(PoolActor)
+_RemoteLedger = ray.remote(LedgerState)
+
+
+class Pool:
+    """The driver's side of a run's actors: create, check they started, kill."""
+
+    def __init__(
+        self,
+        spec: PoolSpec,
+        actors: list[ActorHandle[Any]],
+        ledger: Any,
+        *,
+        factory: Callable[..., Any],
+        options: Mapping[str, Any],
+        ready_timeout_s: float,
+    ) -> None:
+        self.spec = spec
+        self.actors = actors
+        self.ledger = ledger
+        self._factory = factory
+        self._options = options
+        self._timeout = ready_timeout_s
+        self._deadline = time.monotonic() + ready_timeout_s
+        self._starting: list[Any] = [a.ready.remote() for a in actors] + [ledger.ping.remote()]
+
+    def kill(self) -> None:
+        """Kill every actor of the run (no restart); safe to call twice."""
+        for actor in [*self.actors, self.ledger]:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # already gone
+                pass
+
+    def started(self, wait_s: float = 0.0) -> bool:
+        """True once every actor has built its object; waits up to ``wait_s`` for it.
+
+        Raises:
+            BridgeError: An actor's ``__init__`` raised, or the actors could not be
+                placed within ``ready_timeout_s`` (with what the cluster has free).
+        """
+        from ray.exceptions import RayActorError
+
+        if not self._starting:
+            return True
+        wait_s = min(wait_s, max(0.0, self._deadline - time.monotonic()))
+        done, self._starting = ray.wait(
+            self._starting, num_returns=len(self._starting), timeout=wait_s
+        )
+        try:
+            ray.get(done)
+        except RayActorError as exc:
+            name = getattr(self._factory, "__qualname__", repr(self._factory))
+            msg = f"{name}(...) failed in a pool actor's __init__: {_init_error(exc)}"
+            raise BridgeError(msg) from exc
+        if self._starting and time.monotonic() >= self._deadline:
+            free = ray.available_resources().get("CPU", 0.0)
+            msg = (
+                f"the pool's {len(self.actors)} actors did not start within {self._timeout:g} "
+                f"s: each asks for {self._options.get('num_cpus', 1):g} CPU and the cluster "
+                f"has {free:g} free (lower 'pool_size', or pass actor_options={{'num_cpus': ...}})"
+            )
+            raise BridgeError(msg)
+        return not self._starting
+
+    def wait_started(self) -> None:
+        """Block until every actor has started (see `started`)."""
+        while not self.started(wait_s=1.0):
+            pass
+
+    def pids(self, timeout: float = 60.0) -> list[int]:
+        """The pool actors' current process ids."""
+        return list(ray.get([a.ready.remote() for a in self.actors], timeout=timeout))
+
+
+def start_pool(
+    *,
+    pool_size: int,
+    mode: str,
+    target: Target,
+    factory: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: Mapping[str, Any],
+    ready_timeout_s: float,
+) -> Pool:
+    """Create the ledger and ``pool_size`` actors; do not wait for them (see `Pool.started`).
+
+    The actors are named at once, so senders can find them and queue calls while they
+    start: the Spark side of a run gets going in the meantime.
+    """
+    spec = PoolSpec(f"run-{uuid.uuid4().hex[:12]}", pool_size)
+    ledger: Any = _RemoteLedger.options(
+        name=spec.ledger_name, namespace=NAMESPACE, num_cpus=0, max_restarts=0
+    ).remote(pool_size)
+    actors = []
+    try:
+        for i in range(pool_size):
+            named = {**options, "name": spec.actor_name(i), "namespace": NAMESPACE}
+            actors.append(
+                bind_options(_RemotePoolActor, named).remote(
+                    spec, i, mode, target, factory, args, kwargs
+                )
+            )
+        return Pool(
+            spec, actors, ledger, factory=factory, options=options,
+            ready_timeout_s=ready_timeout_s,
+        )  # fmt: skip
+    except BaseException:
+        for actor in [*actors, ledger]:
+            ray.kill(actor, no_restart=True)
+        raise
+
+
+def _init_error(exc: BaseException) -> str:
+    """The user's exception from an actor that died in ``__init__``, as one line."""
+    text = str(exc)
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line and not line.startswith(("File ", "^", "Traceback")):
+            return line
+    return text.strip() or type(exc).__name__

@@ -1,0 +1,475 @@
+"""Spark bridge on the Ray-on-Spark cluster: results, key affinity, errors, progress, connections.
+
+Every result is checked against a pure-pandas reference computed in this process. The
+acceptance tables: 100,000 rows in 200 groups, and a table with nulls and non-ASCII
+keys; both transports. Killed actors are in test_spark_bridge_faults.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+
+from patterns import (
+    BridgeBatchError,
+    BridgeError,
+    BridgeSchemaError,
+    BridgeStats,
+    actor_for_key,
+    map_batches_with_actors,
+    map_groups_with_actors,
+)
+
+pytestmark = [
+    pytest.mark.spark,
+    pytest.mark.timeout(600),
+    # PySpark 4 warns on every pandas conversion that it predates pandas 3; nothing to act on.
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+]
+
+TRANSPORTS = ["executor", "driver"]
+ROWS, STORES, ITEMS = 100_000, 20, 10  # 200 groups of 500 rows
+# The pool's actors take a fraction of a CPU each, so other tests' actors never block them.
+OPTIONS = {"num_cpus": 0.25}
+
+# Workers cannot import `tests`: send this module's classes by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def spark(ray_cluster: dict) -> Any:
+    if ray_cluster["launcher"] is None:
+        pytest.fail("the Spark bridge needs the Ray-on-Spark cluster; unset RAP_TEST_RAY")
+    return ray_cluster["launcher"].spark
+
+
+@pytest.fixture(scope="module")
+def sales(spark: Any) -> tuple[Any, pd.DataFrame]:
+    """100,000 rows, 200 (store, item) groups, cached in Spark and copied to pandas."""
+    from pyspark.sql import functions as F
+
+    frame = (
+        spark.range(ROWS, numPartitions=4)
+        .select(
+            "id",
+            F.concat(F.lit("store-"), (F.col("id") % STORES).cast("string")).alias("store"),
+            ((F.col("id") / STORES).cast("long") % ITEMS).alias("item"),
+            ((F.col("id") * 7919 % 1000) / 10.0).alias("units"),
+        )
+        .cache()
+    )
+    local = frame.toPandas()
+    assert len(local) == ROWS and local.groupby(["store", "item"]).ngroups == STORES * ITEMS
+    yield frame, local
+    frame.unpersist()
+
+
+@pytest.fixture(scope="module")
+def awkward(spark: Any) -> tuple[Any, pd.DataFrame]:
+    """Nulls in keys and values, non-ASCII keys, a NaN-free float key."""
+    cities = ["Zürich", "東京", "São Paulo", None, "ñandú", "Ελλάδα", "Kraków"]
+    rows = [
+        (
+            i,
+            cities[i % len(cities)],
+            None if i % 11 == 0 else i % 3,
+            None if i % 13 == 0 else float(i % 17) / 4,
+        )
+        for i in range(3_000)
+    ]
+    frame = spark.createDataFrame(rows, "id long, city string, tier int, value double").cache()
+    local = pd.DataFrame(rows, columns=["id", "city", "tier", "value"])
+    yield frame, local
+    frame.unpersist()
+
+
+# --- the classes the pool runs --------------------------------------------------------------
+
+
+class Scale:
+    """Per-row work on a batch (and the pid, to see which actor did it)."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"id": batch["id"], "scaled": batch["units"] * self.factor, "pid": os.getpid()}
+        )
+
+
+def summarize(key: tuple, group: pd.DataFrame) -> pd.DataFrame:
+    """The per-group reference work: sizes, sums, a fitted slope."""
+    group = group.sort_values("id")
+    values = group["units"].to_numpy()
+    slope = float(np.polyfit(np.arange(len(values)), values, 1)[0]) if len(values) > 1 else 0.0
+    return pd.DataFrame(
+        {
+            "store": [key[0]],
+            "item": [key[1]],
+            "rows": [len(group)],
+            "total": [float(values.sum())],
+            "slope": [slope],
+        }
+    )
+
+
+class Summarize:
+    """`summarize` in an actor, plus a per-actor token to check key affinity."""
+
+    def __init__(self) -> None:
+        self.token = f"{os.getpid()}-{time.monotonic_ns()}"
+        self.keys_seen: set[tuple] = set()
+
+    def __call__(self, key: tuple, group: pd.DataFrame) -> pd.DataFrame:
+        assert key not in self.keys_seen, f"{key} came twice to this actor"
+        self.keys_seen.add(key)
+        return summarize(key, group).assign(actor=self.token)
+
+
+SUMMARY = "store string, item long, rows long, total double, slope double, actor string"
+
+
+class CityStats:
+    """Per-group work on the awkward table: the key comes back as the actor got it."""
+
+    def __call__(self, key: tuple, group: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "city": [key[0]],
+                "tier": [key[1]],
+                "rows": [len(group)],
+                "nulls": [int(group["value"].isna().sum())],
+                "total": [float(group["value"].sum(skipna=True))],
+            }
+        )
+
+
+# --- results equal a pandas reference ---------------------------------------------------------
+
+
+def _alive_drivers() -> set[int]:
+    return {job["DriverPid"] for job in ray._private.state.jobs() if not job["IsDead"]}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_batches_equal_a_pandas_reference(
+    sales: tuple[Any, pd.DataFrame], transport: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame, local = sales
+    drivers = _alive_drivers()
+    stats = BridgeStats()
+    out = map_batches_with_actors(
+        frame,
+        Scale,
+        actor_args=(2.5,),
+        output_schema="id long, scaled double, pid long",
+        batch_size=7_000,
+        transport=transport,
+        actor_options=OPTIONS,
+        stats=stats,
+        progress=False,
+        executor_idle_s=1.0,
+    ).toPandas()
+    assert "[spark-bridge" not in capsys.readouterr().err  # progress=False: silent
+    expected = pd.DataFrame({"id": local["id"], "scaled": local["units"] * 2.5})
+    got = out.sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[["id", "scaled"]], expected, check_dtype=False)
+    assert stats.rows_in == stats.rows_out == ROWS
+    assert stats.batches == sum(stats.batches_per_actor) >= math.ceil(ROWS / 7_000)
+    assert all(n > 0 for n in stats.batches_per_actor)  # both actors worked
+    assert out["pid"].nunique() == 2
+    assert stats.peak_in_flight <= 2  # max_in_flight's default
+    assert stats.transport == transport
+    if transport == "executor":
+        # Spark reused its Python worker(s) for the 4 tasks: each connected to Ray once...
+        assert 1 <= stats.connections == stats.senders <= 2
+        # ... and left the cluster after executor_idle_s without bridge work.
+        deadline = time.monotonic() + 60
+        while _alive_drivers() != drivers:
+            assert time.monotonic() < deadline, f"still connected: {_alive_drivers() - drivers}"
+            time.sleep(0.5)
+    else:
+        assert stats.connections == 0 and stats.senders == 1  # the driver sent everything
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_groups_equal_a_pandas_reference_and_keep_key_affinity(
+    sales: tuple[Any, pd.DataFrame], transport: str
+) -> None:
+    frame, local = sales
+    stats = BridgeStats()
+    out = map_groups_with_actors(
+        frame,
+        ["store", "item"],
+        Summarize,
+        output_schema=SUMMARY,
+        pool_size=3,
+        transport=transport,
+        batch_size=2_000,  # packs 4 groups of 500 rows per call
+        actor_options=OPTIONS,
+        stats=stats,
+    ).toPandas()
+    expected = pd.concat([summarize(key, group) for key, group in local.groupby(["store", "item"])])
+    merged = out.merge(expected, on=["store", "item"], suffixes=("", "_ref"), validate="1:1")
+    assert len(out) == len(merged) == STORES * ITEMS
+    assert (merged["rows"] == merged["rows_ref"]).all()  # every group whole, once
+    np.testing.assert_allclose(merged["total"], merged["total_ref"], rtol=1e-12)
+    np.testing.assert_allclose(merged["slope"], merged["slope_ref"], rtol=1e-9, atol=1e-12)
+    # Key affinity: one actor per key, and the actor actor_for_key names.
+    by_index: dict[int, set[str]] = {}
+    for row in out.itertuples():
+        by_index.setdefault(actor_for_key((row.store, row.item), 3), set()).add(row.actor)
+    assert all(len(tokens) == 1 for tokens in by_index.values()), by_index
+    assert len(set.union(*by_index.values())) == len(by_index) == 3
+    assert stats.groups == STORES * ITEMS and stats.rows_in == ROWS
+    assert stats.batches < stats.groups  # small groups were packed
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_groups_with_nulls_and_non_ascii_keys(
+    awkward: tuple[Any, pd.DataFrame], transport: str
+) -> None:
+    frame, local = awkward
+    out = map_groups_with_actors(
+        frame,
+        ["city", "tier"],
+        CityStats,
+        output_schema="city string, tier int, rows long, nulls long, total double",
+        transport=transport,
+        batch_size=100,
+        actor_options=OPTIONS,
+    ).toPandas()
+    grouped = local.groupby(["city", "tier"], dropna=False)["value"]
+    expected = pd.DataFrame(
+        {
+            "rows": grouped.size(),
+            "nulls": grouped.apply(lambda v: int(v.isna().sum())),
+            "total": grouped.sum(),
+        }
+    ).reset_index()
+
+    def keyed(frame: pd.DataFrame) -> dict[tuple, tuple]:
+        def plain(v: object) -> object:
+            return None if pd.isna(v) else (int(v) if isinstance(v, float) else v)
+
+        return {
+            (plain(r.city), plain(r.tier)): (int(r.rows), int(r.nulls), round(float(r.total), 9))
+            for r in frame.itertuples()
+        }
+
+    assert len(out) == len(expected) == 28  # 7 cities (one null) x (3 tiers + null)
+    assert keyed(out) == keyed(expected)
+    assert (None, None) in keyed(out) and ("東京", 2) in keyed(out)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_empty_dataframe_gives_an_empty_result_with_the_schema(spark: Any, transport: str) -> None:
+    empty = spark.range(0).selectExpr("id", "cast(id as string) AS key")
+    stats = BridgeStats()
+    out = map_groups_with_actors(
+        empty, "key", CityStats, output_schema="city string, tier int, rows long",
+        transport=transport, actor_options=OPTIONS, stats=stats,
+    )  # fmt: skip
+    assert out.count() == 0
+    assert out.schema.simpleString() == "struct<city:string,tier:int,rows:bigint>"
+    assert stats.batches == stats.groups == 0
+
+
+# --- failures at the first bad batch ---------------------------------------------------------
+
+
+class FailsOn:
+    """Raises for one key; everything else is fine."""
+
+    def __init__(self, bad: tuple) -> None:
+        self.bad = bad
+
+    def __call__(self, key: tuple, group: pd.DataFrame) -> pd.DataFrame:
+        if key == self.bad:
+            raise ZeroDivisionError(f"no history to forecast {key}")
+        return summarize(key, group).assign(actor="x")
+
+
+class WrongType:
+    """Returns a string column where the schema says double, for one store."""
+
+    def __call__(self, key: tuple, group: pd.DataFrame) -> pd.DataFrame:
+        result = summarize(key, group).assign(actor="x")
+        if key[0] == "store-7":
+            result["slope"] = "steep"
+        return result
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_failing_group_is_reported_with_its_key_and_the_remote_error(
+    sales: tuple[Any, pd.DataFrame], transport: str
+) -> None:
+    frame, _ = sales
+    bad = ("store-3", 4)
+    with pytest.raises(BridgeBatchError) as info:
+        map_groups_with_actors(
+            frame, ["store", "item"], FailsOn, actor_args=(bad,), output_schema=SUMMARY,
+            transport=transport, actor_options=OPTIONS, batch_size=1,
+        )  # fmt: skip
+    error = info.value
+    assert error.key == bad
+    assert error.actor == actor_for_key(bad, 2)
+    assert error.remote_type == "ZeroDivisionError"
+    assert error.remote_message == "no history to forecast ('store-3', 4)"
+    assert "ZeroDivisionError" in error.remote_traceback
+    assert str(error) == (
+        "batch for key ('store-3', 4) failed on actor "
+        f"{error.actor}: ZeroDivisionError: no history to forecast ('store-3', 4)"
+    )
+
+
+def test_a_result_off_schema_names_column_expected_got_and_key(
+    sales: tuple[Any, pd.DataFrame],
+) -> None:
+    # The check runs in the actor for both transports (unit-tested in test_spark_bridge.py);
+    # the executor transport is the one that carries it back through Spark and the ledger.
+    frame, _ = sales
+    with pytest.raises(BridgeSchemaError) as info:
+        map_groups_with_actors(
+            frame, ["store", "item"], WrongType, output_schema=SUMMARY, actor_options=OPTIONS,
+        )  # fmt: skip
+    error = info.value
+    assert error.column == "slope"
+    assert error.expected == "double"
+    assert error.got == "object values like 'steep' (str)"
+    assert error.key[0] == "store-7"
+    assert "does not match output_schema: column 'slope' must be double" in str(error)
+
+
+class BrokenInit:
+    def __init__(self) -> None:
+        raise FileNotFoundError("model.pkl is missing")
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return batch
+
+
+def test_an_actor_that_cannot_start_is_reported(spark: Any) -> None:
+    # The Spark job starts while the actors do: it is stopped and the cause named.
+    with pytest.raises(BridgeError) as info:
+        map_batches_with_actors(
+            spark.range(100), BrokenInit, output_schema="id long", actor_options=OPTIONS
+        )
+    message = str(info.value)
+    assert "BrokenInit(...) failed in a pool actor's __init__" in message
+    assert "model.pkl is missing" in message
+
+
+# --- argument errors: before any Spark job or actor ---------------------------------------------
+
+
+def _bridge_actors() -> list[str]:
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == "spark-bridge"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda df: map_groups_with_actors(df, ["store", "sku", "day"], Summarize,
+                                              output_schema=SUMMARY),
+            ValueError,
+            "'key_cols' names column(s) the DataFrame lacks: 'sku', 'day'",
+        ),
+        (
+            lambda df: map_batches_with_actors(df, FailsOn.__call__, output_schema="x long"),
+            TypeError,
+            "'actor_class' must be a class",
+        ),
+        (
+            lambda df: map_batches_with_actors(df, BridgeStats, output_schema="x long"),
+            TypeError,
+            "'actor_class' must define __call__(self, batch), got BridgeStats, which has no",
+        ),
+        (
+            lambda df: map_batches_with_actors(df, Scale, output_schema="x long", pool_size=0),
+            ValueError,
+            "'pool_size' must be an int >= 1, got 0",
+        ),
+        (
+            lambda df: map_batches_with_actors(df, Scale, output_schema="x long", batch_size=0),
+            ValueError,
+            "'batch_size' must be an int >= 1, got 0",
+        ),
+        (
+            lambda df: map_groups_with_actors(df, "store", Summarize, output_schema=SUMMARY,
+                                              transport="pigeon"),
+            ValueError,
+            "'transport' must be one of 'executor', 'driver', got 'pigeon'",
+        ),
+        (
+            lambda df: map_batches_with_actors(df, Scale, output_schema="x lon g"),
+            ValueError,
+            "'output_schema' is not a valid Spark DDL schema: 'x lon g'",
+        ),
+        (
+            lambda df: map_batches_with_actors(df, Scale, output_schema="x long",
+                                               max_in_flight=0),
+            ValueError,
+            "'max_in_flight' must be an int >= 1, got 0",
+        ),
+        (
+            lambda df: map_batches_with_actors(df, Scale, output_schema="x long",
+                                               actor_options={"name": "mine"}),
+            ValueError,
+            "'actor_options' may not set 'name'",
+        ),
+    ],
+    ids=["key-cols", "not-a-class", "no-call", "pool-size", "batch-size", "transport",
+         "schema", "in-flight", "actor-name"],
+)  # fmt: skip
+def test_bad_arguments_fail_before_any_job_or_actor(
+    spark: Any, sales: tuple[Any, pd.DataFrame], call: Callable[[Any], Any], error: type,
+    message: str,
+) -> None:  # fmt: skip
+    frame, _ = sales
+    group = "bridge-bad-arguments"
+    spark.sparkContext.setJobGroup(group, "argument checks")
+    try:
+        with pytest.raises(error) as info:
+            call(frame)
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert message in str(info.value)
+    assert spark.sparkContext.statusTracker().getJobIdsForGroup(group) == []
+    assert _bridge_actors() == []
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+class Slow:
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        time.sleep(0.15)
+        return batch[["id"]]
+
+
+def test_progress_lines_go_to_stderr(spark: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    out = map_batches_with_actors(
+        spark.range(4_000, numPartitions=2), Slow, output_schema="id long", batch_size=250,
+        progress=True, progress_interval_s=0.5, actor_options=OPTIONS, max_in_flight=1,
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert out.count() == 4_000
+    lines = [line for line in captured.err.splitlines() if line.startswith("[spark-bridge")]
+    assert "[spark-bridge" not in captured.out
+    assert len(lines) >= 2, captured.err
+    assert all("map_batches_with_actors (executor)" in line for line in lines)
+    assert "4,000 rows in 16 batches; per actor [" in lines[-1], lines[-1]
+    assert lines[-1].endswith("; done"), lines[-1]
