@@ -306,6 +306,7 @@ def _other_markdown(benchmarks: list[dict[str, Any]]) -> list[str]:
         figures = ", ".join(
             f"{k}={v:,.2f}" if isinstance(v, float) else f"{k}={v}"
             for k, v in (b.get("extra_info") or {}).items()
+            if not isinstance(v, dict | list)  # data for a plot (curves), not a figure
         )
         out.append(f"| {b.get('group') or ''} | `{b['name']}` | {_fmt_s(_median(b))} | {figures} |")
     return [*out, ""]
