@@ -52,6 +52,8 @@ def _install_exit_hook() -> None:
 _RAY_SOCKET_SUFFIX_MAX = len("/ray-65535-0123abcd/session_2026-01-01_00-00-00_000000_4194304")
 _RAY_SOCKET_SUFFIX_MAX += len("/sockets/plasma_store")
 _LAUNCH_DIR_LEN = len("/rap-0123abcd")
+# Launch attempts when Ray's own start-up (not ours) gives up, as it does on a busy host.
+START_ATTEMPTS = 2
 _AF_UNIX_PATH_MAX = 107  # bytes, Linux (sun_path is 108 with the terminating NUL)
 
 
@@ -82,6 +84,10 @@ def temp_base_for_ray(base: str) -> str:
 
 class LaunchError(RuntimeError):
     """The cluster could not be started; everything started so far was stopped."""
+
+
+class _RayStartTimedOut(LaunchError):
+    """``setup_ray_cluster`` itself failed (typically a fixed wait expired); retried once."""
 
 
 def _setup_ray_cluster_parameters() -> set[str]:
@@ -261,8 +267,26 @@ class RayOnSpark:
                 already running.
             LaunchError: The cluster did not come up; everything started was stopped.
         """
-        self._check_can_start()
         began = time.monotonic()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start_once()
+                break
+            except _RayStartTimedOut as error:
+                if attempt == START_ATTEMPTS:
+                    raise
+                # Everything this attempt started is stopped already (see _start_once).
+                self._progress.say(
+                    f"Ray's own start-up gave up ({error.__cause__}); a busy host can exceed "
+                    f"its fixed waits, so trying again (attempt {attempt + 1} of {START_ATTEMPTS})"
+                )
+        self.timings["start_s"] = time.monotonic() - began
+        self._progress.say(f"ready at {self._address} in {self.timings['start_s']:.1f}s")
+        return self
+
+    def _start_once(self) -> None:
+        """One attempt at start(); on any failure everything it started is stopped."""
+        self._check_can_start()
         self._preexisting_children = _processes.descendants()
         temp_root = tempfile.mkdtemp(prefix="rap-", dir=temp_base_for_ray(tempfile.gettempdir()))
         self._state = _hook.LaunchState(node_env={}, temp_root=temp_root)
@@ -270,19 +294,23 @@ class RayOnSpark:
         _install_exit_hook()
         _running.add(self)
         self._install_sigterm_handler()
+        in_ray_setup = False
         try:
             self._prepare_plan_and_spark()
+            in_ray_setup = True
             self._start_ray()
+            in_ray_setup = False
             self._wait_ready()
         except BaseException as error:
             self._progress.say(f"start failed ({type(error).__name__}); cleaning up")
             self.shutdown()
+            if in_ray_setup and isinstance(error, RuntimeError | ConnectionError):
+                # setup_ray_cluster's fixed waits (20 s for the head's GCS, its node's
+                # own start-up deadline) expire on a busy host: worth one more try.
+                raise _RayStartTimedOut(f"Ray-on-Spark cluster did not start: {error}") from error
             if isinstance(error, Exception) and not isinstance(error, LaunchError):
                 raise LaunchError(f"Ray-on-Spark cluster did not start: {error}") from error
             raise
-        self.timings["start_s"] = time.monotonic() - began
-        self._progress.say(f"ready at {self._address} in {self.timings['start_s']:.1f}s")
-        return self
 
     def shutdown(self) -> None:
         """Disconnect, stop the Ray cluster and, if embedded, Spark; idempotent."""
