@@ -9,7 +9,8 @@
   rollout workers, to the 475 goal.
 
 The numbers behind them go to ``tutorials/assets/agents/figures.json``. It starts a
-local Ray (``num_cpus=2``) unless one is connected.
+local Ray (``num_cpus=2``) unless one is connected; with ``--ray-on-spark`` it runs on
+the embedded Ray-on-Spark cluster (:class:`launcher.RayOnSpark`) instead, and stops it.
 """
 
 from __future__ import annotations
@@ -141,22 +142,32 @@ def plot(race: dict[str, Any], replicas: dict[str, Any], curve: dict[str, Any]) 
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import contextlib
+    import sys
+
     import ray
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
+    on_spark = "--ray-on-spark" in (sys.argv[1:] if argv is None else argv)
+    with contextlib.ExitStack() as stack:
+        if on_spark:
+            from launcher import RayOnSpark
+
+            stack.enter_context(RayOnSpark())
+            cluster = "embedded Ray-on-Spark cluster (head + 2 one-CPU worker nodes)"
+        elif not ray.is_initialized():
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            stack.callback(ray.shutdown)
+            cluster = "local Ray, num_cpus=2"
+        else:
+            cluster = "the connected Ray cluster"
         race = bandit_race()
         replicas = replica_race()
         curve = cartpole()
-    finally:
-        if started_here:
-            ray.shutdown()
     plot(race, replicas, curve)
     summary = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cluster": cluster,
         "regret": {k: float(v[-1]) for k, v in race["curves"].items()},
         "replicas_regret": {k: float(v[-1]) for k, v in replicas["curves"].items()},
         "cartpole": {k: v for k, v in curve.items() if k not in ("returns", "moving_average")},

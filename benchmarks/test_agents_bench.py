@@ -18,6 +18,11 @@ Ratios are measured within one test, engines interleaved in blocks (A, B, C, A, 
 ...) so a neighbour's load slows all alike; medians of the blocks are compared. They go
 to ``benchmark.extra_info``. Nothing asserts on speed; every result is checked. With
 ``--benchmark-disable`` (smoke mode) every case runs once on tiny sizes.
+
+Budget of the full run on 2 shared cores: about 20 minutes, including 2 to 5 minutes
+to start the Ray-on-Spark cluster. The pickling claim takes most of it: 3 blocks of 5
+cycles (1 MB, 10 MB), 2 cycles (100 MB of numpy) or 1 cycle (100 MB of Python objects,
+where one cycle by Dask task takes close to a minute), then one replayed block.
 """
 
 from __future__ import annotations
@@ -287,7 +292,9 @@ def test_bench_pickling_claim(
     size_mb: float,
 ) -> None:
     smoke = _smoke(benchmark)
-    cycles = 1 if smoke else (2 if size_mb >= 100 else 5)
+    # Budget: a cycle of the 100 MB model of Python objects takes 6 to 50 s by task or
+    # future (about 13 minutes at 2 cycles a block); it gets 1 cycle a block.
+    cycles = 1 if smoke or (kind == "objects" and size_mb >= 100) else (2 if size_mb >= 100 else 5)
     blocks = 1 if smoke else 3
     benchmark.group = f"agents: predict + feedback cycle, {kind} model {size_mb:g} MB"
     gen = _engines(kind, size_mb, ray_engines, dask_client)
@@ -394,11 +401,10 @@ def test_bench_linucb_latency(benchmark: Any, ray_cluster: dict, n_actions: int)
 
 
 def _replica_throughput(
-    replicas: AgentReplicas, batches: list[tuple[Any, Any, Any]], runs: list[int]
+    replicas: AgentReplicas, batches: list[tuple[Any, Any, Any]], rates: list[float]
 ) -> float:
     import ray
 
-    runs.append(1)
     began = time.perf_counter()
     in_flight: list[Any] = []
     for contexts, actions, rewards in batches:
@@ -407,7 +413,8 @@ def _replica_throughput(
             ray.get(in_flight.pop(0), timeout=600)
     ray.get(in_flight, timeout=600)
     replicas.sync(timeout=600)
-    return sum(len(c) for c, _, _ in batches) / (time.perf_counter() - began)
+    rates.append(sum(len(c) for c, _, _ in batches) / (time.perf_counter() - began))
+    return rates[-1]
 
 
 @pytest.mark.slow
@@ -423,15 +430,21 @@ def test_bench_replicas_throughput(benchmark: Any, ray_cluster: dict, replica_co
     replicas = AgentReplicas(lambda i: LinUCBAgent(10, 20), replicas=count, sync_every=2_000)
     try:
         benchmark.group = "agents: AgentReplicas feedbacks/s"
-        runs: list[int] = []
-        rate = benchmark.pedantic(
-            _replica_throughput, args=(replicas, batches, runs), rounds=1 if smoke else 3
+        rates: list[float] = []
+        benchmark.pedantic(
+            _replica_throughput, args=(replicas, batches, rates), rounds=1 if smoke else 5
         )
         stats = replicas.stats(timeout=600)
-        assert stats["feedbacks"] == total * len(runs), stats["feedbacks"]
+        assert stats["feedbacks"] == total * len(rates), stats["feedbacks"]
         held = replicas.statistics(timeout=600)
         assert all(np.array_equal(h["A"], held[0]["A"]) for h in held)
-        _report(benchmark, f"replicas x{count}", replicas=count, feedbacks_per_s=rate)
+        _report(
+            benchmark,
+            f"replicas x{count}",
+            replicas=count,
+            feedbacks_per_s=statistics.median(rates),  # the median of the rounds
+            feedbacks_per_s_best=max(rates),
+        )
     finally:
         replicas.kill()
 

@@ -270,7 +270,11 @@ class AgentReplicas:
         return [int(p) for p in ray.get([a.pid_async() for a in self._agents], timeout=timeout)]
 
     def kill(self) -> None:
-        """Terminate every replica for good."""
+        """Terminate every replica for good (after a merge in flight, if any, is done)."""
+        # A merge started by the last feedbacks would otherwise lose its replicas midway
+        # and leave a failed task behind (Ray logs it as an unhandled error).
+        if self._merges:
+            ray.wait(self._merges, num_returns=len(self._merges), timeout=10)
         for agent in self._agents:
             agent.kill()
 
