@@ -179,6 +179,18 @@ def test_dispatcher_least_loaded_avoids_the_slow_actor() -> None:
     assert dispatcher.sent[1] > dispatcher.sent[0]  # the fast actor got more
 
 
+def test_dispatcher_senders_of_different_partitions_start_on_different_actors() -> None:
+    # Spark tasks running at once, each with one batch: not all on actor 0.
+    firsts = []
+    for partition in range(4):
+        dispatcher: Dispatcher[int] = Dispatcher(
+            2, max_in_flight=2, waiter=FUTURE_WAITER, first=partition
+        )
+        dispatcher.send(None, lambda a: Future(), partition)
+        firsts.append(dispatcher.sent.index(1))
+    assert firsts == [0, 1, 0, 1]
+
+
 # --- results against output_schema ----------------------------------------------------------
 
 TARGET = Target(

@@ -40,6 +40,9 @@ class Dispatcher(Generic[M]):
         pool_size: Number of actors.
         max_in_flight: Calls each actor may have out from this sender at once.
         waiter: How to wait for pending handles (default: Ray's).
+        first: The actor that wins the first tie (taken modulo ``pool_size``). Senders
+            that run at the same time (Spark tasks) each pass their partition number,
+            so their first calls go to different actors instead of all to actor 0.
 
     Examples:
         >>> from concurrent.futures import ThreadPoolExecutor
@@ -56,11 +59,14 @@ class Dispatcher(Generic[M]):
         [1, 1]
     """
 
-    def __init__(self, pool_size: int, *, max_in_flight: int, waiter: Waiter = RAY_WAITER) -> None:
+    def __init__(
+        self, pool_size: int, *, max_in_flight: int, waiter: Waiter = RAY_WAITER, first: int = 0
+    ) -> None:
         self._max = max_in_flight
         self._waiter = waiter
         self._out: list[list[tuple[Any, M]]] = [[] for _ in range(pool_size)]
-        self._turn = itertools.cycle(range(pool_size))
+        start = first % pool_size
+        self._turn = itertools.cycle([*range(start, pool_size), *range(start)])
         self.sent = [0] * pool_size
         self.peak_in_flight = [0] * pool_size
 

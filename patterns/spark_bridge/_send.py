@@ -196,7 +196,11 @@ def send_all(
     Raises:
         BridgeBatchError: A call failed (the first one to fail).
     """
-    dispatcher: Dispatcher[Call] = Dispatcher(len(actors), max_in_flight=plan.max_in_flight)
+    # Ties go first to the actor numbered like the partition: Spark tasks running at
+    # once (each maybe a single batch) spread over the pool instead of all queueing on 0.
+    dispatcher: Dispatcher[Call] = Dispatcher(
+        len(actors), max_in_flight=plan.max_in_flight, first=partition
+    )
     reports = _Reports(ledger, connected=connected)
     method = "run_batch" if plan.mode == "batches" else "run_groups"
 
