@@ -93,9 +93,6 @@ def _remaining(deadline: float) -> float:
     return max(0.001, deadline - time.monotonic())
 
 
-KILL_GRACE_S = 10.0
-
-
 async def _process_gone(pid: int | None, host: str | None, deadline: float) -> None:
     """Wait until a stopped child's process has really exited, if it ran on this host.
 
@@ -250,9 +247,8 @@ class SupervisorActor:
         except Exception:  # dead already, hung, or refused: it is killed below either way
             pass
         _kill(handle)
-        # Killed or not, the process may still be ending: wait for it past the
-        # deadline too (a kill is quick), so the next child never overlaps its end.
-        await _process_gone(pid, host, max(deadline, time.monotonic() + KILL_GRACE_S))
+        # Within its shutdown timeout, wait for the process itself to end.
+        await _process_gone(pid, host, deadline)
 
     async def _stop_all(self) -> None:
         for name in reversed(list(self._rules.order)):
