@@ -322,3 +322,30 @@ def test_a_restart_storm_escalates_to_the_parent_which_restarts_the_subtree(
         assert sup.status(timeout=TIMEOUT)["state"] == "running"
     finally:
         sup.shutdown()
+
+
+def test_a_root_that_gives_up_stops_its_children_and_says_why(ray_cluster: dict) -> None:
+    sup = Supervisor(
+        [ChildSpec("only", Keeper), ChildSpec("other", Keeper)],
+        max_restarts=0,
+        health_check_interval_s=INTERVAL,
+        health_check_timeout_s=PATIENT,
+    )
+    try:
+        first = wait_until(lambda: running(sup, ["only", "other"]), "the children")
+        other = sup.child("other")
+        sigkill(first["only"])
+        status = wait_until(
+            lambda: (s := sup.status(timeout=TIMEOUT))["state"] == "failed" and s,
+            "the root giving up",
+        )
+        assert "max_restarts=0" in status["reason"] and "'only' crashed" in status["reason"]
+        assert {c["name"]: c["state"] for c in sup.which_children()} == {
+            "only": "stopped",
+            "other": "stopped",
+        }
+        assert is_dead(other)  # its sibling was stopped, not left behind
+        with pytest.raises(RuntimeError, match="is failed: more than max_restarts=0"):
+            sup.start_child(ChildSpec("late", Keeper))
+    finally:
+        sup.shutdown()

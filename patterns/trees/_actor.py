@@ -64,6 +64,10 @@ STOPPED = "stopped"
 # How long a supervisor that gave up waits for its parent to take the news.
 ESCALATION_TIMEOUT_S = 30.0
 
+# How long to wait, after a ``ray.kill``, for Ray to report the actor dead. A kill is
+# only a request: until the node carries it out the actor still answers calls.
+KILL_CONFIRM_S = 15.0
+
 
 class _StartError(Exception):
     """A child could not be started (its constructor raised, timed out, ...)."""
@@ -117,6 +121,26 @@ def _kill(handle: ActorHandle[Any] | None) -> None:
     if handle is not None:
         with contextlib.suppress(Exception):
             ray.kill(handle, no_restart=True)
+
+
+async def _until_dead(handle: Any, within_s: float = KILL_CONFIRM_S) -> bool:
+    """Wait until calls to a killed actor fail: True once Ray reports it dead.
+
+    Cheap when the actor is dead already (the call fails at once). Without this wait
+    a supervisor could report a child stopped while the child still answered.
+    """
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            await asyncio.wait_for(handle.__ray_ready__.remote(), _remaining(deadline))
+        except ActorUnavailableError:
+            pass  # unreachable while it is being killed: not yet reported dead
+        except RayActorError:
+            return True
+        except TimeoutError:
+            return False
+        await asyncio.sleep(0.05)
+    return False
 
 
 class SupervisorActor:
@@ -247,6 +271,10 @@ class SupervisorActor:
         except Exception:  # dead already, hung, or refused: it is killed below either way
             pass
         _kill(handle)
+        if not await _until_dead(handle):
+            _log.warning(
+                "supervisor %r: child %r still answers after ray.kill", self._name, spec.name
+            )
         # Within its shutdown timeout, wait for the process itself to end.
         await _process_gone(pid, host, deadline)
 
@@ -401,9 +429,14 @@ class SupervisorActor:
             await self._apply_exit(name, ABNORMAL, f"gave up ({reason})")
 
     async def _give_up(self, reason: str) -> None:
-        """Restart intensity exceeded: stop every child, then tell the parent (lock held)."""
-        self._state, self._reason = FAILED, reason
+        """Restart intensity exceeded: stop every child, then tell the parent (lock held).
+
+        The state reads ``"stopping"`` until the last child is stopped and only then
+        ``"failed"``: whoever sees ``"failed"`` may rely on every child being stopped.
+        """
+        self._state, self._reason = STOPPING, reason
         await self._stop_all()
+        self._state = FAILED
         if self._parent is not None:
             with contextlib.suppress(Exception):  # a dead parent takes this process with it
                 await asyncio.wait_for(

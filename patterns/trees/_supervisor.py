@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from patterns._actors import attach_named, bind_options, make_actor, rebuild
 from patterns._checkpointer import default_key
 from patterns._checks import check_name, check_positive_float, describe
 from patterns.checkpointing import CheckpointStore
-from patterns.trees._actor import SERVING, RemoteSupervisorActor
+from patterns.trees._actor import KILL_CONFIRM_S, SERVING, RemoteSupervisorActor
 from patterns.trees._specs import (
     SUPERVISOR_SHUTDOWN_MARGIN_S,
     ChildSpec,
@@ -270,7 +271,9 @@ class Supervisor:
         """The supervisor's own state, and why it failed if it did.
 
         Keys: ``name``, ``state`` (``"starting"``, ``"running"``, ``"failed"``,
-        ``"stopping"``, ``"stopped"``), ``reason`` (why it failed), ``restarts_in_window``
+        ``"stopping"``, ``"stopped"``; a supervisor that gives up reads ``"stopping"`` while
+        it stops its children and ``"failed"`` once they are all stopped), ``reason`` (why
+        it failed), ``restarts_in_window``
         (restarts that count against ``max_restarts`` now) and its options.
 
         Args:
@@ -391,8 +394,22 @@ class Supervisor:
         with contextlib.suppress(Exception):  # dead already, or too slow: killed below
             ray.get(self._actor.shutdown.remote(), timeout=checked or self._shutdown_s)
         self.kill()
+        _wait_until_dead(self._actor, KILL_CONFIRM_S)
 
     def kill(self) -> None:
         """Kill the root's actor at once; Ray ends every actor of the tree with it."""
         with contextlib.suppress(Exception):
             ray.kill(self._actor, no_restart=True)
+
+
+def _wait_until_dead(actor: ActorHandle[Any], within_s: float) -> None:
+    """Return once calls to a killed actor fail (``ray.kill`` is only a request)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=max(0.001, deadline - time.monotonic()))
+        except ray.exceptions.ActorUnavailableError:
+            pass  # being killed, not yet reported dead
+        except Exception:  # dead, too slow, or Ray already shut down: nothing to wait for
+            return
+        time.sleep(0.05)
