@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,79 +37,34 @@ from patterns import (
     train_policy,
 )
 from patterns.agents._state import LinUCBState
+from tests._faults import TIMEOUT, CallStream, kill_and_wait
 
 pytestmark = pytest.mark.fault
 
-TIMEOUT = 60  # seconds, for every single wait
 
-
-class _Teacher:
-    """A thread sending feedback batches with a few calls in flight; it keeps, in
-    order, every feedback whose call was acknowledged."""
+class _Teacher(CallStream):
+    """Sends feedback batches of 5, a window of calls in flight; it keeps, in order,
+    every batch whose call was acknowledged (``acknowledged`` counts feedbacks)."""
 
     def __init__(self, agent: Any, env: ContextualBanditEnv, *, window: int = 4) -> None:
+        super().__init__(threads=1)
         self._agent = agent
         self._env = env
-        self._window = window
-        self._stop = threading.Event()
-        self.acknowledged: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._size = window
+        self._rng = np.random.default_rng(0)
+        self.batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def _run(self) -> None:
-        rng = np.random.default_rng(0)
-        while not self._stop.is_set():
-            try:
-                sent = []
-                for _ in range(self._window):
-                    contexts = self._env._draw_contexts(5)
-                    actions = rng.integers(self._env.n_actions, size=5)
-                    rewards = self._env._draw_rewards(self._env._expected(contexts))[
-                        np.arange(5), actions
-                    ]
-                    ref = self._agent.receive_feedbacks_async(contexts, actions, rewards)
-                    sent.append((ref, (contexts, actions, rewards)))
-                ray.get([ref for ref, _ in sent], timeout=TIMEOUT)
-            except BaseException as exc:  # reported by the test, not swallowed
-                self.errors.append(exc)
-                return
-            self.acknowledged.extend(batch for _, batch in sent)
-
-    @property
-    def count(self) -> int:
-        return 5 * len(self.acknowledged)
-
-    def __enter__(self) -> _Teacher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=TIMEOUT)
-        assert not self._thread.is_alive(), "the teacher thread hung"
-
-    def wait_for_progress(self, more: int) -> None:
-        target = self.count + more
-        deadline = time.monotonic() + TIMEOUT
-        while self.count < target:
-            assert not self.errors, self.errors
-            assert time.monotonic() < deadline, "no progress: feedback stopped"
-            time.sleep(0.02)
-
-
-def _kill_and_wait(get_pid: Callable[[], int]) -> int:
-    """SIGKILL the process ``get_pid`` names; wait until another process answers."""
-    old = get_pid()
-    os.kill(old, signal.SIGKILL)
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        assert time.monotonic() < deadline, f"the actor was not restarted after killing {old}"
-        try:
-            if get_pid() != old:
-                return old
-        except Exception:  # a call racing with the crash; Ray retries the next one
-            pass
-        time.sleep(0.05)
+    def _window(self, thread: int) -> int:
+        sent = []
+        for _ in range(self._size):
+            contexts = self._env._draw_contexts(5)
+            actions = self._rng.integers(self._env.n_actions, size=5)
+            rewards = self._env._draw_rewards(self._env._expected(contexts))[np.arange(5), actions]
+            ref = self._agent.receive_feedbacks_async(contexts, actions, rewards)
+            sent.append((ref, (contexts, actions, rewards)))
+        ray.get([ref for ref, _ in sent], timeout=TIMEOUT)
+        self.batches.extend(batch for _, batch in sent)
+        return 5 * len(sent)
 
 
 @pytest.mark.parametrize(("store_kind", "kills"), [("directory", 2), ("ray-kv", 1)])
@@ -126,15 +78,15 @@ def test_linucb_survives_sigkill_with_exactly_the_acknowledged_feedback(
         with _Teacher(agent, env) as teacher:
             for _ in range(kills):
                 teacher.wait_for_progress(100)
-                _kill_and_wait(lambda: agent.pid(timeout=TIMEOUT))
+                kill_and_wait(lambda: agent.pid(timeout=TIMEOUT))
             teacher.wait_for_progress(100)
         assert not teacher.errors, teacher.errors
         stats = agent.stats(timeout=TIMEOUT)
-        assert stats["feedbacks"] == teacher.count  # none lost, none applied twice
+        assert stats["feedbacks"] == teacher.acknowledged  # none lost, none applied twice
         assert stats["restored_version"] > 0
         # The statistics are those of an agent fed exactly the acknowledged feedback.
         one = LinUCBState(4, 6)
-        for contexts, actions, rewards in teacher.acknowledged:
+        for contexts, actions, rewards in teacher.batches:
             one.receive_feedbacks(contexts, actions, rewards)
         held = ray.get(agent.actor.statistics.remote(), timeout=TIMEOUT)
         np.testing.assert_allclose(held["A"], one.A, rtol=1e-10)
@@ -152,11 +104,11 @@ def test_learning_agent_restores_and_keeps_learning(ray_cluster: dict, tmp_path:
         early = run_bandit(agent, env, rounds=500, batch_size=10)
         with _Teacher(agent, env) as teacher:
             teacher.wait_for_progress(50)
-            _kill_and_wait(lambda: agent.pid(timeout=TIMEOUT))
+            kill_and_wait(lambda: agent.pid(timeout=TIMEOUT))
             teacher.wait_for_progress(50)
         assert not teacher.errors, teacher.errors
         stats = agent.stats(timeout=TIMEOUT)
-        assert stats["feedbacks"] == 500 + teacher.count
+        assert stats["feedbacks"] == 500 + teacher.acknowledged
         assert stats["trained"] == stats["feedbacks"]  # retrain_every=1: nothing pending
         # It restored its models (not a fresh start) and keeps learning.
         late = run_bandit(agent, env, rounds=1_000, batch_size=10)
@@ -171,7 +123,7 @@ def test_without_a_store_a_restarted_agent_starts_over(ray_cluster: dict) -> Non
     agent = LinUCBAgent(3, 2, actor_options={"max_restarts": 1, "max_task_retries": -1})
     try:
         agent.receive_feedbacks([[1.0, 0.0]] * 10, [0] * 10, [1.0] * 10, timeout=TIMEOUT)
-        _kill_and_wait(lambda: agent.pid(timeout=TIMEOUT))
+        kill_and_wait(lambda: agent.pid(timeout=TIMEOUT))
         assert agent.stats(timeout=TIMEOUT)["feedbacks"] == 0  # the model died with it
     finally:
         agent.kill()
@@ -185,14 +137,14 @@ def test_replicas_stay_exact_through_a_replica_crash(ray_cluster: dict, tmp_path
         with _Teacher(replicas, env, window=3) as teacher:
             for _ in range(2):
                 teacher.wait_for_progress(60)
-                _kill_and_wait(lambda: replicas.pids(timeout=TIMEOUT)[1])
+                kill_and_wait(lambda: replicas.pids(timeout=TIMEOUT)[1])
             teacher.wait_for_progress(60)
         assert not teacher.errors, teacher.errors
         replicas.sync(timeout=TIMEOUT)
         stats = replicas.stats(timeout=TIMEOUT)
-        assert stats["feedbacks"] == teacher.count
+        assert stats["feedbacks"] == teacher.acknowledged
         one = LinUCBState(4, 5)
-        for contexts, actions, rewards in teacher.acknowledged:
+        for contexts, actions, rewards in teacher.batches:
             one.receive_feedbacks(contexts, actions, rewards)
         for held in replicas.statistics(timeout=TIMEOUT):
             np.testing.assert_allclose(held["A"], one.A, rtol=1e-10)  # merges applied once

@@ -9,10 +9,6 @@ here, because every Ray node of the test cluster runs on this machine.
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,70 +16,24 @@ from pathlib import Path
 import pytest
 
 from patterns import Counter, DirectoryStore, RayKVStore, ShardedCounter
+from tests._faults import TIMEOUT, CallStream, kill_and_wait
 
 pytestmark = pytest.mark.fault
 
-TIMEOUT = 60  # seconds, for every single wait
 
-
-class _Writers:
-    """Threads that increment through ``send`` with a few calls in flight each."""
+class _Writers(CallStream):
+    """Increments through ``send``, a window of ``window`` calls in flight per thread."""
 
     def __init__(self, send: Callable[[], object], *, threads: int = 2, window: int = 8) -> None:
+        super().__init__(threads=threads)
         self._send = send
-        self._window = window
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self.acknowledged = 0
-        self.errors: list[BaseException] = []
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self._size = window
 
-    def _run(self) -> None:
+    def _window(self, thread: int) -> int:
         import ray
 
-        while not self._stop.is_set():
-            try:
-                refs = [self._send() for _ in range(self._window)]
-                ray.get(refs, timeout=TIMEOUT)
-            except BaseException as exc:  # reported by the test, not swallowed
-                self.errors.append(exc)
-                return
-            with self._lock:
-                self.acknowledged += len(refs)
-
-    def __enter__(self) -> _Writers:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=TIMEOUT)
-        assert not any(t.is_alive() for t in self._threads), "a writer thread hung"
-
-    def wait_for_progress(self, more: int) -> None:
-        target = self.acknowledged + more
-        deadline = time.monotonic() + TIMEOUT
-        while self.acknowledged < target:
-            assert not self.errors, self.errors
-            assert time.monotonic() < deadline, "no progress: increments stopped"
-            time.sleep(0.02)
-
-
-def _kill_and_wait(get_pid: Callable[[], int]) -> None:
-    """SIGKILL the process ``get_pid`` names; wait until another process answers."""
-    old = get_pid()
-    os.kill(old, signal.SIGKILL)
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        assert time.monotonic() < deadline, f"the actor was not restarted after killing {old}"
-        try:
-            if get_pid() != old:
-                return
-        except Exception:  # a call racing with the crash; Ray retries the next one
-            pass
-        time.sleep(0.05)
+        ray.get([self._send() for _ in range(self._size)], timeout=TIMEOUT)
+        return self._size
 
 
 def _store(kind: str, tmp_path: Path) -> DirectoryStore | RayKVStore:
@@ -103,7 +53,7 @@ def test_counter_survives_sigkill_exactly_once(
             for _ in range(2):
                 writers.wait_for_progress(100)
                 pids.add(counter.pid(timeout=TIMEOUT))
-                _kill_and_wait(lambda: counter.pid(timeout=TIMEOUT))
+                kill_and_wait(lambda: counter.pid(timeout=TIMEOUT))
             writers.wait_for_progress(100)
         assert not writers.errors, writers.errors
         pids.add(counter.pid(timeout=TIMEOUT))
@@ -119,7 +69,7 @@ def test_sharded_counter_survives_a_shard_sigkill(ray_cluster: dict, tmp_path: P
         with _Writers(counter.increment_async) as writers:
             for _ in range(2):  # the same shard, twice
                 writers.wait_for_progress(90)
-                _kill_and_wait(lambda: counter.pids(timeout=TIMEOUT)[1])
+                kill_and_wait(lambda: counter.pids(timeout=TIMEOUT)[1])
             writers.wait_for_progress(90)
         assert not writers.errors, writers.errors
         assert counter.value(timeout=TIMEOUT) == writers.acknowledged
@@ -138,7 +88,7 @@ def test_batched_sharded_counter_survives_a_shard_sigkill(
             for _ in range(100):
                 counter.increment()
             if round_ < 2:
-                _kill_and_wait(lambda: counter.pids(timeout=TIMEOUT)[0])
+                kill_and_wait(lambda: counter.pids(timeout=TIMEOUT)[0])
             counter.flush(timeout=TIMEOUT)  # acknowledges every buffered increment
             acknowledged += 100
         assert counter.value(timeout=TIMEOUT) == acknowledged
@@ -155,7 +105,7 @@ def test_checkpoint_every_n_loses_at_most_n_minus_1_never_doubles(
         with _Writers(counter.increment_async, threads=1) as writers:
             for _ in range(kills):
                 writers.wait_for_progress(50)
-                _kill_and_wait(lambda: counter.pid(timeout=TIMEOUT))
+                kill_and_wait(lambda: counter.pid(timeout=TIMEOUT))
             writers.wait_for_progress(50)
         assert not writers.errors, writers.errors
         value = counter.value(timeout=TIMEOUT)
@@ -169,7 +119,7 @@ def test_without_a_store_a_restart_starts_over(ray_cluster: dict) -> None:
     try:
         for _ in range(10):
             counter.increment(timeout=TIMEOUT)
-        _kill_and_wait(lambda: counter.pid(timeout=TIMEOUT))
+        kill_and_wait(lambda: counter.pid(timeout=TIMEOUT))
         assert counter.value(timeout=TIMEOUT) == 0  # the state died with the process
     finally:
         counter.kill()

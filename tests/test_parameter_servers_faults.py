@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,81 +34,33 @@ from patterns import (
     train,
 )
 from tests._digits import Digits, digits
+from tests._faults import TIMEOUT, CallStream, kill_and_wait
 
 pytestmark = pytest.mark.fault
 
-TIMEOUT = 60  # seconds, for every single wait
 
-
-class _Pushers:
-    """Threads pushing gradients of known values, a window of pushes in flight each."""
+class _Pushers(CallStream):
+    """Pushes gradients of known values, a window of pushes in flight per thread."""
 
     def __init__(self, server: ParameterServer, *, threads: int = 2, window: int = 6) -> None:
+        super().__init__(threads=threads)
         self._server = server
-        self._window = window
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self.acknowledged = 0
+        self._size = window
+        self._sent = [0] * threads
         self.acknowledged_sum = 0.0  # of the gradient values of acknowledged pushes
-        self.errors: list[BaseException] = []
-        self._threads = [
-            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)
-        ]
 
-    def _run(self, thread: int) -> None:
+    def _window(self, thread: int) -> int:
         import ray
 
-        k = 0
-        while not self._stop.is_set():
-            values = [((k + j + thread) % 5 + 1) / 8 for j in range(self._window)]
-            k += self._window
-            try:
-                refs = [self._server.push_async({"w": np.full(6, v)}) for v in values]
-                applied = ray.get(refs, timeout=TIMEOUT)
-            except BaseException as exc:  # reported by the test, not swallowed
-                self.errors.append(exc)
-                return
-            assert all(applied)
-            with self._lock:
-                self.acknowledged += len(values)
-                self.acknowledged_sum += sum(values)
-
-    def __enter__(self) -> _Pushers:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=TIMEOUT)
-        assert not any(t.is_alive() for t in self._threads), "a pusher thread hung"
-
-    def wait_for_progress(self, more: int) -> None:
-        target = self.acknowledged + more
-        deadline = time.monotonic() + TIMEOUT
-        while self.acknowledged < target:
-            assert not self.errors, self.errors
-            assert time.monotonic() < deadline, "no progress: pushes stopped"
-            time.sleep(0.02)
-
-
-def _kill_and_wait(get_pid: Callable[[], int]) -> int:
-    """SIGKILL the process ``get_pid`` names; wait until another process answers.
-
-    Returns the PID that was killed.
-    """
-    old = get_pid()
-    os.kill(old, signal.SIGKILL)
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        assert time.monotonic() < deadline, f"the actor was not restarted after killing {old}"
-        try:
-            if get_pid() != old:
-                return old
-        except Exception:  # a call racing with the crash; Ray retries the next one
-            pass
-        time.sleep(0.05)
+        k = self._sent[thread]
+        values = [((k + j + thread) % 5 + 1) / 8 for j in range(self._size)]
+        self._sent[thread] += self._size
+        refs = [self._server.push_async({"w": np.full(6, v)}) for v in values]
+        applied = ray.get(refs, timeout=TIMEOUT)
+        assert all(applied)
+        with self.lock:
+            self.acknowledged_sum += sum(values)
+        return len(values)
 
 
 def _store(kind: str, tmp_path: Path) -> DirectoryStore | RayKVStore:
@@ -132,7 +84,7 @@ def test_pushes_are_exactly_once_through_shard_sigkills(
         with _Pushers(server) as pushers:
             for _ in range(2):
                 pushers.wait_for_progress(60)
-                pids.add(_kill_and_wait(lambda: server.pids(timeout=TIMEOUT)[shard]))
+                pids.add(kill_and_wait(lambda: server.pids(timeout=TIMEOUT)[shard]))
             pushers.wait_for_progress(60)
         assert not pushers.errors, pushers.errors
         pids.add(server.pids(timeout=TIMEOUT)[shard])
@@ -161,7 +113,7 @@ def test_a_push_resent_after_a_restart_gets_its_first_answer(
         # What Ray does after a crash, done by hand: the same call, same request id.
         assert ray.get(lead.push.remote(piece, 0, None, 77, 1), timeout=TIMEOUT) is True
         assert ray.get(lead.push.remote(piece, 0, None, 77, 2), timeout=TIMEOUT) is False  # stale
-        _kill_and_wait(lambda: server.pids(timeout=TIMEOUT)[0])
+        kill_and_wait(lambda: server.pids(timeout=TIMEOUT)[0])
         assert ray.get(lead.push.remote(piece, 0, None, 77, 2), timeout=TIMEOUT) is False
         assert ray.get(lead.push.remote(piece, 9, None, 77, 1), timeout=TIMEOUT) is True
         assert ray.get(lead.version.remote(), timeout=TIMEOUT) == 1  # applied once
@@ -176,7 +128,7 @@ def test_without_a_store_a_killed_shard_starts_over(ray_cluster: dict) -> None:
     try:
         for _ in range(3):
             server.push({"w": np.ones(4)}, timeout=TIMEOUT)
-        _kill_and_wait(lambda: server.pids(timeout=TIMEOUT)[1])
+        kill_and_wait(lambda: server.pids(timeout=TIMEOUT)[1])
         stats = server.stats(timeout=TIMEOUT)
         assert stats["versions"] == [3, 0]  # shard 1's pushes died with its process
         assert server.pull(timeout=TIMEOUT)["w"].tolist() == [-1.5, -1.5, 0.0, 0.0]
