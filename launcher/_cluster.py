@@ -200,6 +200,7 @@ class RayOnSpark:
         self._address: str | None = None
         self._remote_address: str | None = None
         self._owns_spark = False
+        self._nodes_on_this_host = False  # every Ray node on this machine (one logs folder)
         self._state: _hook.LaunchState | None = None
         self._env = EnvironmentChanges()
         self._preexisting_children: set[_processes.ProcessKey] = set()
@@ -370,6 +371,7 @@ class RayOnSpark:
             layout = _embedded.layout_for_machine(self._embedded_workers, self._reserve)
             if self._plan is None:
                 self._plan = _embedded.plan_for_layout(layout)
+            self._nodes_on_this_host = True
             self._state.node_env.update(self._node_env(local_nodes=True))
             self._progress.say(
                 f"starting embedded Spark {layout.master} "
@@ -390,6 +392,7 @@ class RayOnSpark:
             local = spark.sparkContext.master.startswith("local-cluster[") or all(
                 h in ("127.0.0.1", "localhost") for h in _executor_hosts_or_none(spark)
             )
+            self._nodes_on_this_host = local
             self._state.node_env.update(self._node_env(local_nodes=local))
         for warning in self._plan.warnings:
             self._progress.say(f"plan warning: {warning}")
@@ -445,6 +448,14 @@ class RayOnSpark:
         assert self._plan is not None and self._state is not None
         kwargs = {**self._plan.setup_kwargs, **self._overrides}
         kwargs.setdefault("ray_temp_root_dir", self._state.temp_root)
+        if self._nodes_on_this_host:
+            # Every node writes into one logs folder here, and each node's log monitor
+            # would read all of it: Ray asks for one monitor per host (`ray start
+            # --help`). The head's is that one; the others only cost CPU and could
+            # repeat worker output on the driver.
+            worker_options = dict(kwargs.get("worker_node_options") or {})
+            worker_options.setdefault("include_log_monitor", False)
+            kwargs["worker_node_options"] = worker_options
         # Install Ray-on-Spark's SIGTERM handler from the main thread now, so our
         # handler stays the outer one and runs after Ray's.
         _internals.install_ray_on_spark_sigterm_handler()

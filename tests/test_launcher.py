@@ -127,6 +127,22 @@ def test_dashboard_is_off_by_default(launched: RayOnSpark) -> None:
         assert "--host=127.0.0.1" in cmdline, cmdline
 
 
+def test_one_log_monitor_for_all_the_nodes_on_this_host(launched: RayOnSpark) -> None:
+    """Every embedded node writes into one logs folder: one monitor reads it, not one per node."""
+    from launcher import _processes
+
+    mine = _processes.alive(_processes.processes_mentioning(launched._state.temp_root))
+    monitors = []
+    for proc in mine:
+        try:
+            if any("log_monitor.py" in part for part in proc.cmdline()):
+                monitors.append(proc.pid)
+        except Exception:
+            continue
+    assert len([n for n in _alive_nodes() if not _is_head(n)]) >= 1
+    assert len(monitors) == 1, f"log monitors of this cluster: {monitors}"
+
+
 def test_second_start_of_a_running_cluster_is_refused(launched: RayOnSpark) -> None:
     with pytest.raises(RuntimeError, match="already running"):
         launched.start()
