@@ -157,6 +157,9 @@ class CityStats:
 # --- results equal a pandas reference ---------------------------------------------------------
 
 
+IDLE_S = 5.0
+
+
 def _alive_drivers() -> set[int]:
     return {job["DriverPid"] for job in ray._private.state.jobs() if not job["IsDead"]}
 
@@ -178,7 +181,10 @@ def test_batches_equal_a_pandas_reference(
         actor_options=OPTIONS,
         stats=stats,
         progress=False,
-        executor_idle_s=1.0,
+        # Long enough that a Python worker keeps its connection between two of its
+        # tasks even on a saturated machine (with 1 s, a gap between tasks under a
+        # load average of 20 made one worker reconnect), short enough to wait for.
+        executor_idle_s=IDLE_S,
     ).toPandas()
     assert "[spark-bridge" not in capsys.readouterr().err  # progress=False: silent
     expected = pd.DataFrame({"id": local["id"], "scaled": local["units"] * 2.5})
@@ -194,7 +200,7 @@ def test_batches_equal_a_pandas_reference(
         # Spark reused its Python worker(s) for the 4 tasks: each connected to Ray once...
         assert 1 <= stats.connections == stats.senders <= 2
         # ... and left the cluster after executor_idle_s without bridge work.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + IDLE_S + 60
         while _alive_drivers() != drivers:
             assert time.monotonic() < deadline, f"still connected: {_alive_drivers() - drivers}"
             time.sleep(0.5)
