@@ -204,6 +204,10 @@ class RayOnSpark:
         self._state: _hook.LaunchState | None = None
         self._env = EnvironmentChanges()
         self._preexisting_children: set[_processes.ProcessKey] = set()
+        # This process's children that the launch started (the Spark JVM, the Ray head),
+        # fixed once the cluster is ready: children the caller starts later (a Dask
+        # cluster, multiprocessing's resource tracker) are not the launch's to stop.
+        self._launched_children: set[_processes.ProcessKey] | None = None
         self._previous_sigterm: Any = None
         self._shutdown_lock = threading.RLock()
         self.timings: dict[str, float] = {}
@@ -289,6 +293,7 @@ class RayOnSpark:
         """One attempt at start(); on any failure everything it started is stopped."""
         self._check_can_start()
         self._preexisting_children = _processes.descendants()
+        self._launched_children = None
         temp_root = tempfile.mkdtemp(prefix="rap-", dir=temp_base_for_ray(tempfile.gettempdir()))
         self._state = _hook.LaunchState(node_env={}, temp_root=temp_root)
         _hook.activate(self._state)
@@ -302,6 +307,7 @@ class RayOnSpark:
             self._start_ray()
             in_ray_setup = False
             self._wait_ready()
+            self._launched_children = self._children_started_since_launch()
         except BaseException as error:
             self._progress.say(f"start failed ({type(error).__name__}); cleaning up")
             self.shutdown()
@@ -531,12 +537,21 @@ class RayOnSpark:
         """The processes this launch started that run now, as ``(pid, create_time)`` keys.
 
         Ray nodes, Spark JVMs and their Python workers on this host: what `shutdown`
-        stops, and what the demo and the tests check are gone afterwards.
+        stops, and what the demo and the tests check are gone afterwards. Processes
+        the caller starts once the cluster is ready (a Dask cluster, multiprocessing's
+        resource tracker) are not among them, even though they are children of the
+        same process.
         """
-        owned = _processes.descendants() - self._preexisting_children
+        roots = self._launched_children
+        if roots is None:  # still starting, or the start failed: every child since
+            roots = self._children_started_since_launch()
+        owned = _processes.subtrees(roots)
         if self._state is not None:
             owned |= _processes.processes_mentioning(self._state.temp_root)
         return owned
+
+    def _children_started_since_launch(self) -> set[_processes.ProcessKey]:
+        return _processes.children() - self._preexisting_children
 
     def _stop_ray(self) -> None:
         import ray

@@ -29,6 +29,26 @@ def descendants(pid: int | None = None) -> set[ProcessKey]:
     return {key for key in map(_key, children) if key is not None}
 
 
+def children(pid: int | None = None) -> set[ProcessKey]:
+    """The live direct children of ``pid`` (default: this process)."""
+    try:
+        kids = psutil.Process(pid if pid is not None else os.getpid()).children()
+    except psutil.Error:
+        return set()
+    return {key for key in map(_key, kids) if key is not None}
+
+
+def subtrees(roots: Iterable[ProcessKey]) -> set[ProcessKey]:
+    """The live processes among ``roots`` and all their live descendants."""
+    found: set[ProcessKey] = set()
+    for proc in alive(roots):
+        key = _key(proc)
+        if key is not None:
+            found.add(key)
+            found |= descendants(proc.pid)
+    return found
+
+
 def processes_mentioning(marker: str) -> set[ProcessKey]:
     """Live processes whose command line contains ``marker`` (a launch's temp dir).
 

@@ -109,6 +109,31 @@ def test_embedded_spark_is_bound_to_loopback(launched: RayOnSpark) -> None:
     assert {ip.removeprefix("::ffff:") for ip in listening} == {"127.0.0.1"}
 
 
+def test_a_child_started_after_the_launch_is_not_the_launchs_to_stop(
+    launched: RayOnSpark,
+) -> None:
+    # shutdown() stops, and waits for, exactly started_processes(). A process the
+    # caller starts once the cluster is up (a Dask cluster, multiprocessing's
+    # resource tracker) is not in it: shutdown used to wait 30 s for such a child
+    # and then kill it.
+    import subprocess
+    import sys
+
+    from launcher import _processes
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owned = launched.started_processes()
+        own_pids = {pid for pid, _ in owned}
+        assert child.pid not in own_pids
+        names = {p.name() for p in _processes.alive(owned)}
+        assert "java" in names  # the launch's Spark JVMs still count
+        assert any("raylet" in name for name in names)  # and its Ray nodes
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+
+
 def test_dashboard_is_off_by_default(launched: RayOnSpark) -> None:
     from launcher import _processes
 
