@@ -292,7 +292,7 @@ class RayOnSpark:
     def _start_once(self) -> None:
         """One attempt at start(); on any failure everything it started is stopped."""
         self._check_can_start()
-        self._preexisting_children = _processes.descendants()
+        self._preexisting_children = _processes.children()
         self._launched_children = None
         temp_root = tempfile.mkdtemp(prefix="rap-", dir=temp_base_for_ray(tempfile.gettempdir()))
         self._state = _hook.LaunchState(node_env={}, temp_root=temp_root)
