@@ -205,6 +205,7 @@ def markdown(data: dict[str, Any], analysis: dict[str, Any]) -> str:
         "median over the fastest engine's in the same table, `x ideal` over the ideal "
         "time, `speed-up` the serial median over the engine's.",
         "",
+        *_reruns_markdown(data),
     ]
     for workload, (title, method) in WORKLOADS.items():
         cases = analysis.get(workload)
@@ -333,7 +334,7 @@ def _machine_markdown(rap: dict[str, Any]) -> list[str]:
     ]
     runs = rap.get("runs", [])
     if runs:
-        wall = sum(r.get("wall_s", 0) for r in runs)
+        wall = sum(r.get("wall_s", 0) for r in runs if not r.get("groups"))  # not re-runs
         out.append(f"- Wall time of `make bench`: {wall / 60:.1f} min.")
     return [*out, ""]
 
@@ -420,6 +421,62 @@ def plot(analysis: dict[str, Any], launch: dict[str, Any] | None, out_dir: Path)
         plt.close(fig)
         written.append(path)
     return written
+
+
+# --- re-running part of the suite --------------------------------------------------------------
+
+
+def _run_of(data: dict[str, Any]) -> str:
+    return str(data.get("datetime", "?"))
+
+
+def merge_rerun(old: dict[str, Any], new: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """``old`` results with every group that ``new`` measured replaced by ``new``'s.
+
+    A whole group (one table) is replaced, never single engines in it, so each
+    table's ratios still come from one run. Every benchmark keeps the date of the
+    run that measured it in ``extra_info["run"]``; ``run`` (command, wall time,
+    loads) is added to ``rap.runs`` with the groups it replaced.
+
+    >>> old = {"datetime": "d1", "benchmarks": [
+    ...     {"group": "a", "name": "x", "extra_info": {}},
+    ...     {"group": "b", "name": "y", "extra_info": {}},
+    ...     {"group": "b", "name": "z", "extra_info": {}}], "rap": {"runs": []}}
+    >>> new = {"datetime": "d2", "benchmarks": [{"group": "b", "name": "y2", "extra_info": {}}]}
+    >>> merged = merge_rerun(old, new, {"wall_s": 1.0})
+    >>> [(b["group"], b["name"], b["extra_info"]["run"]) for b in merged["benchmarks"]]
+    [('a', 'x', 'd1'), ('b', 'y2', 'd2')]
+    >>> merged["rap"]["runs"][-1]["groups"]
+    ['b']
+    """
+    rerun_groups = sorted({b.get("group") or "" for b in new.get("benchmarks", [])})
+    for bench in old.get("benchmarks", []):
+        bench.setdefault("extra_info", {}).setdefault("run", _run_of(old))
+    for bench in new.get("benchmarks", []):
+        bench.setdefault("extra_info", {})["run"] = _run_of(new)
+    kept = [b for b in old.get("benchmarks", []) if (b.get("group") or "") not in rerun_groups]
+    merged = {**old, "benchmarks": kept + list(new.get("benchmarks", []))}
+    rap = merged.setdefault("rap", {})
+    rap["runs"] = [*rap.get("runs", []), {**run, "datetime": _run_of(new), "groups": rerun_groups}]
+    return merged
+
+
+def _reruns_markdown(data: dict[str, Any]) -> list[str]:
+    """A line naming the tables that a later, partial run replaced (none after a full run)."""
+    main_run = _run_of(data)
+    later = [r for r in data.get("rap", {}).get("runs", []) if r.get("groups")]
+    lines = []
+    for run in later:
+        if run.get("datetime") == main_run:
+            continue
+        groups = ", ".join(f"*{g}*" for g in run["groups"])
+        lines.append(
+            f"Re-run on {str(run['datetime'])[:19].replace('T', ' ')} UTC (load average at "
+            f"start {_load(run.get('load_average_at_start'))}, at the end "
+            f"{_load(run.get('load_average_end'))}), replacing these tables as a whole: "
+            f"{groups}. Ratios are only ever taken within one table, so within one run."
+        )
+    return [*lines, ""] if lines else []
 
 
 # --- entry points ------------------------------------------------------------------------------

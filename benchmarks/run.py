@@ -11,7 +11,9 @@
 
 Progress (which workload and engine, how many left) is printed by the suite's
 pytest hooks. Options: ``--skip-launch``, ``-k EXPR`` (passed to pytest),
-``--report-only`` (re-render from the existing results file).
+``--report-only`` (re-render from the existing results file), ``--update`` (keep the
+existing results and replace only the tables this run measures, each table whole,
+so that its ratios still come from one run; the summary names the re-run).
 """
 
 from __future__ import annotations
@@ -72,9 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-launch", action="store_true", help="skip the launcher benchmark")
     parser.add_argument("-k", dest="keyword", help="pytest -k expression for the engine run")
     parser.add_argument("--report-only", action="store_true", help="re-render results.json")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only the tables this run measures in the existing results.json",
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         return report.main([])
+    previous = _load(report.RESULTS_JSON) if args.update else None
+    if args.update and previous is None:
+        parser.error(f"--update needs an existing {report.RESULTS_JSON.relative_to(ROOT)}")
 
     load_at_start = os.getloadavg()
     machine = _harness.machine_facts(load_at_start)  # memory and load before anything starts
@@ -115,12 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     if not merged:
         print("no benchmark results were written; see the pytest output above", file=sys.stderr)
         return 1
-    merged["rap"] = {
-        "machine": machine,
-        "load_average_end": [round(x, 2) for x in os.getloadavg()],
-        "sizes": _harness.sizes_record(_harness.Sizes.for_mode(False)),
-        "runs": runs,
-    }
+    load_at_end = [round(x, 2) for x in os.getloadavg()]
+    if previous is not None:
+        rerun = {
+            "runs": runs,
+            "load_average_at_start": list(load_at_start),
+            "load_average_end": load_at_end,
+        }
+        merged = report.merge_rerun(previous, merged, rerun)
+    else:
+        merged["rap"] = {
+            "machine": machine,
+            "load_average_end": load_at_end,
+            "sizes": _harness.sizes_record(_harness.Sizes.for_mode(False)),
+            "runs": runs,
+        }
     report.render(merged)
     print(
         f"\nwrote {report.RESULTS_JSON.relative_to(ROOT)}, {report.SUMMARY_MD.relative_to(ROOT)} "
