@@ -32,7 +32,8 @@ def train() -> PolicyHistory:
     history = train_policy(
         workers=2,  # rollout workers, spread over the nodes
         target=195.0,  # mean return over the last 100 episodes
-        max_episodes=1_500,  # the budget
+        max_episodes=1_500,  # the budget in episodes...
+        max_seconds=600,  # ...and in wall time (the loop stops at whichever comes first)
         episodes_per_iteration=10,  # one update (and one ray.put of the weights) per 10
         learning_rate=0.1,
         seed=0,
@@ -42,7 +43,7 @@ def train() -> PolicyHistory:
         f"{history.solved_seconds:.1f} s"
     )
     # --8<-- [end:train]
-    assert history.solved
+    assert history.solved and history.stopped_by == "target"
     return history
 
 

@@ -110,7 +110,16 @@ def test_learning_agent_restores_and_keeps_learning(ray_cluster: dict, tmp_path:
         stats = agent.stats(timeout=TIMEOUT)
         assert stats["feedbacks"] == 500 + teacher.acknowledged
         assert stats["trained"] == stats["feedbacks"]  # retrain_every=1: nothing pending
-        # It restored its models (not a fresh start) and keeps learning.
+        # It restored its models, not a fresh start: the coefficients right after a kill
+        # are the ones right before it (a quiet moment, so nothing changes in between).
+        before = agent.get_model(timeout=TIMEOUT)
+        kill_and_wait(lambda: agent.pid(timeout=TIMEOUT))
+        after = agent.get_model(timeout=TIMEOUT)
+        assert agent.stats(timeout=TIMEOUT)["feedbacks"] == stats["feedbacks"]
+        for old, new in zip(before, after, strict=True):
+            np.testing.assert_array_equal(new.coef_, old.coef_)
+            np.testing.assert_array_equal(new.intercept_, old.intercept_)
+        # And it keeps learning.
         late = run_bandit(agent, env, rounds=1_000, batch_size=10)
         share = late.average_reward(last=500) / late.oracle_average_reward(last=500)
         assert share > early.average_reward() / early.oracle_average_reward()

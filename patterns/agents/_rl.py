@@ -244,6 +244,8 @@ class PolicyHistory:
         replaced_workers: Workers that died (or hung) and were replaced.
         target: The target mean return.
         window: Episodes in the moving average.
+        stopped_by: Why training stopped: ``"target"`` (solved),
+            ``"max_episodes"`` or ``"max_seconds"`` (the budget ran out first).
 
     Examples:
         >>> history = PolicyHistory(returns=np.array([10.0, 30.0, 50.0]), window=2,
@@ -264,6 +266,7 @@ class PolicyHistory:
     replaced_workers: int = 0
     target: float = 195.0
     window: int = 100
+    stopped_by: str = "max_episodes"
 
     @property
     def episodes(self) -> int:
@@ -367,7 +370,8 @@ def train_policy(
     gradient (REINFORCE with a per-time-step baseline). It stops when the mean
     return over the last ``window`` episodes reaches ``target`` (the classic
     CartPole criterion: 195 over 100 consecutive episodes), or at
-    ``max_episodes`` / ``max_seconds``.
+    ``max_episodes`` / ``max_seconds``, whichever comes first (the history's
+    ``stopped_by`` says which).
 
     Episodes are seeded from ``(seed, iteration, index)``, so the learning curve
     does not depend on how many workers play them or on which one. A worker
@@ -385,7 +389,10 @@ def train_policy(
         window: Episodes in the moving average (an int >= 1).
         seed: Seed of every episode (an int >= 0).
         env_id: The gymnasium environment.
-        max_seconds: Stop after this much wall time (None: no limit).
+        max_seconds: A wall-clock budget in seconds, counted from the call (the
+            workers' start included); a number > 0, or None for no limit. It is
+            checked before each iteration, so a run ends at most one iteration
+            (and ``rollout_timeout``) past it.
         rollout_timeout: Seconds to wait for one worker's episodes before
             replacing it.
         worker_options: Actor options of the workers (default: spread over the
@@ -404,8 +411,8 @@ def train_policy(
 
     Examples:
         >>> history = train_policy(workers=1, max_episodes=20, episodes_per_iteration=10)
-        >>> history.episodes, history.iterations, history.weights.shape
-        (20, 2, (2, 5))
+        >>> history.episodes, history.iterations, history.weights.shape, history.stopped_by
+        (20, 2, (2, 5), 'max_episodes')
     """
     workers = check_int("workers", workers, minimum=1)
     target = check_number("target", target)
@@ -434,6 +441,7 @@ def train_policy(
         iteration = 0
         while len(returns) < max_episodes:
             if limit is not None and time.perf_counter() - started > limit:
+                history.stopped_by = "max_seconds"
                 break
             count = min(per_iteration, max_episodes - len(returns))
             seeds = [_episode_seed(seed, iteration, j) for j in range(count)]
@@ -447,6 +455,7 @@ def train_policy(
                     history.solved_seconds = time.perf_counter() - started
             iteration += 1
             if history.solved_episode is not None:
+                history.stopped_by = "target"
                 break
             weights = optimizer.ascend(weights, _policy_gradient(weights, episodes, gamma))
             if on_iteration is not None:
