@@ -33,6 +33,8 @@ def pull_and_push() -> None:
         server.push({"W": np.ones((2, 3)), "b": np.zeros(2)})
     except ValueError as error:
         print(error)  # gradients['W'] must have shape (3, 2), got shape (2, 3)
+    else:
+        raise AssertionError("a gradient of the wrong shape was accepted")
     assert server.version() == 1  # nothing was sent, nothing changed
     # --8<-- [end:bad_push]
     server.kill()

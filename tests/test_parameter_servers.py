@@ -567,3 +567,61 @@ def test_train_bad_arguments(kwargs: dict, error: type[Exception], match: str) -
     call = {"server": server, "workers": [worker], "steps": 3, **kwargs}
     with pytest.raises(error, match=match):
         train(**call)
+
+
+# --- ParameterServerClassifier: bad hyperparameters and data, refused before any actor --------
+
+X_CLF, Y_CLF = np.array([[0.0, 1.0], [1.0, 0.0]] * 4), np.array([0, 1] * 4)
+
+BAD_CLASSIFIER_ARGS = [
+    ({"learning_rate": 0}, ValueError, r"'learning_rate' must be a number > 0, got 0"),
+    ({"learning_rate": -0.1}, ValueError, r"'learning_rate' must be a number > 0, got -0.1"),
+    ({"mode": "hogwild"}, ValueError, r"'mode' must be one of 'sync', 'async', 'ssp', got 'hog"),
+    ({"optimizer": "lbfgs"}, ValueError, r"'optimizer' must be one of .*got 'lbfgs'"),
+    ({"steps": 0}, ValueError, r"'steps' must be an int >= 1, got 0"),
+    ({"staleness": -1}, ValueError, r"'staleness' must be an int >= 0, got -1"),
+    ({"n_workers": 0}, ValueError, r"'n_workers' must be an int >= 1, got 0"),
+    ({"n_workers": 9}, ValueError, r"'n_workers' must be an int <= 8, got 9"),
+    ({"shards": 0}, ValueError, r"'shards' must be an int >= 1, got 0"),
+    ({"batch_size": 0}, ValueError, r"'batch_size' must be an int >= 1, got 0"),
+    ({"l2": -1.0}, ValueError, r"'l2' must be a number >= 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    BAD_CLASSIFIER_ARGS,
+    ids=[next(iter(kw)) + "=" + repr(next(iter(kw.values()))) for kw, _, _ in BAD_CLASSIFIER_ARGS],
+)
+def test_classifier_bad_hyperparameters_fail_at_fit_before_any_actor(
+    no_ray: None, kwargs: dict, error: type[Exception], match: str
+) -> None:
+    from patterns import ParameterServerClassifier
+
+    clf = ParameterServerClassifier(**kwargs)  # scikit-learn's rule: __init__ checks nothing
+    with pytest.raises(error, match=match):
+        clf.fit(X_CLF, Y_CLF)
+    assert not hasattr(clf, "coef_")
+
+
+def test_classifier_names_x_and_y_when_their_lengths_differ(no_ray: None) -> None:
+    from patterns import ParameterServerClassifier
+
+    with pytest.raises(ValueError, match=r"'X' and 'y' .* got 8 rows in X and 7 in y"):
+        ParameterServerClassifier().fit(X_CLF, Y_CLF[:7])
+
+
+def test_classifier_init_does_no_work_and_clones() -> None:
+    from sklearn.base import clone
+    from sklearn.utils.estimator_checks import check_no_attributes_set_in_init
+
+    from patterns import ParameterServerClassifier
+
+    clf = ParameterServerClassifier(mode="ssp", staleness=1, steps=7, random_state=3)
+    check_no_attributes_set_in_init("ParameterServerClassifier", clf)
+    twin = clone(clf)
+    assert twin is not clf and twin.get_params() == clf.get_params()
+    assert twin.set_params(steps=9, optimizer="adam") is twin
+    assert (twin.steps, twin.optimizer, clf.steps) == (9, "adam", 7)
+    with pytest.raises(ValueError, match="learning_rat"):
+        twin.set_params(learning_rat=0.1)  # a misspelt name is refused

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from patterns import DirectoryStore, GradientWorker, ParameterServer, SoftmaxRegression
+from patterns.parameter_servers._state import Optimizer
 
 TIMEOUT = 120
 
@@ -157,9 +158,11 @@ def test_copies_number_their_pushes_as_other_clients(ray_cluster: dict, tmp_path
 
 def test_a_server_with_a_store_resumes_under_its_key(ray_cluster: dict, tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path)
+    # Gradients that change sign and size: Adam's step depends on its moments.
+    grads = [np.arange(5.0) * (-1) ** k * (k + 1) for k in range(4)]
     first = ParameterServer({"w": np.zeros(5)}, shards=2, optimizer="adam", store=store, key="ps")
-    for _ in range(3):
-        first.push({"w": np.arange(5.0)}, timeout=TIMEOUT)
+    for grad in grads[:3]:
+        first.push({"w": grad}, timeout=TIMEOUT)
     weights = first.pull(timeout=TIMEOUT)["w"]
     assert store.load("ps/shard-0-of-2").version == 3  # written before each push returned
     first.kill()
@@ -168,8 +171,15 @@ def test_a_server_with_a_store_resumes_under_its_key(ray_cluster: dict, tmp_path
         assert again.version(timeout=TIMEOUT) == 3
         assert np.array_equal(again.pull(timeout=TIMEOUT)["w"], weights)
         assert again.stats(timeout=TIMEOUT)["restored_versions"] == [3, 3]
-        again.push({"w": np.arange(5.0)}, timeout=TIMEOUT)  # adam's moments came back too
+        again.push({"w": grads[3]}, timeout=TIMEOUT)
         assert again.version(timeout=TIMEOUT) == 4
+        # Adam's moments and step count came back too: four uninterrupted steps.
+        expected = np.zeros(5)
+        adam = Optimizer("adam", 0.01)  # the server's default learning rate
+        state = adam.init_state(expected)
+        for t, grad in enumerate(grads, start=1):
+            adam.step(expected, grad, state, t)
+        assert np.array_equal(again.pull(timeout=TIMEOUT)["w"], expected)
     finally:
         again.kill()
 

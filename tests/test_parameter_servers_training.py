@@ -108,15 +108,62 @@ def test_histories_record_every_update(histories: dict[str, TrainingHistory]) ->
         assert max(r.staleness for r in history.records[1:]) >= 1
 
 
-@pytest.mark.slow
-def test_ssp_bounds_how_far_a_worker_leads(histories: dict[str, TrainingHistory]) -> None:
-    clocks = [0, 0]
-    for record in histories["ssp"].records[1:]:
+def _largest_lead(history: TrainingHistory) -> int:
+    """How far, in steps, the fastest worker was ahead of the slowest, at worst."""
+    clocks = [0] * history.workers
+    lead = 0
+    for record in history.records[1:]:
         assert record.worker is not None
         clocks[record.worker] += 1
-        # A worker starts step k+1 only if it leads the slowest by <= staleness (1),
-        # so when its k-th gradient arrives it leads by at most staleness + 1.
-        assert abs(clocks[0] - clocks[1]) <= STALENESS["ssp"] + 1
+        lead = max(lead, max(clocks) - min(clocks))
+    return lead
+
+
+STRAGGLER_DELAY_S = 0.6  # the straggler sleeps this long after each gradient
+STRAGGLER_STEPS = 5
+
+
+@pytest.mark.slow
+def test_ssp_bounds_how_far_a_worker_leads_where_async_does_not(
+    model: SoftmaxRegression, workers: list, data: Digits
+) -> None:
+    """One fast worker and one straggler: async lets the fast one run ahead, ssp holds it.
+
+    A worker starts step k+1 only if it leads the slowest by <= staleness, so when its
+    k-th gradient arrives it leads by at most staleness + 1. The same two workers in
+    async mode show that the bound is ssp's doing: there the fast worker finishes its
+    steps while the straggler is still on its first ones.
+    """
+    X, y = data.partitions(2)[1]
+    straggler = GradientWorker(model, X, y, delay_s=STRAGGLER_DELAY_S)
+    pair = [workers[0], straggler]
+    leads = {}
+    try:
+        for mode, staleness in (("async", None), ("ssp", STALENESS["ssp"])):
+            server = ParameterServer(model.init_params(), learning_rate=LEARNING_RATE)
+            try:
+                history = train(
+                    server,
+                    pair,
+                    mode=mode,
+                    steps=STRAGGLER_STEPS,
+                    staleness=staleness,
+                    timeout=TIMEOUT,
+                )
+            finally:
+                server.kill()
+            assert history.updates == 2 * STRAGGLER_STEPS
+            leads[mode] = _largest_lead(history)
+    finally:
+        straggler.kill()
+    print(f"largest lead of the fast worker: {leads}")  # shown with -s
+    assert leads["ssp"] <= STALENESS["ssp"] + 1, leads
+    assert leads["async"] > STALENESS["ssp"] + 1, leads  # without the bound it is exceeded
+
+
+@pytest.mark.slow
+def test_ssp_bound_held_in_the_digits_run(histories: dict[str, TrainingHistory]) -> None:
+    assert _largest_lead(histories["ssp"]) <= STALENESS["ssp"] + 1
 
 
 @pytest.mark.parametrize(
@@ -146,3 +193,21 @@ def test_one_two_and_three_shards_give_the_same_weights(
         for name in ("W", "b"):
             assert np.max(np.abs(other[name] - weights[0][name])) <= 1e-10
             assert np.array_equal(other[name], weights[0][name])  # in fact bit for bit
+
+
+@pytest.mark.slow
+def test_classifier_with_its_defaults_meets_the_accuracy_bar(data: Digits) -> None:
+    """Only the seed is set: the defaults must train digits without tuning."""
+    from patterns import ParameterServerClassifier
+
+    clf = ParameterServerClassifier(random_state=0).fit(data.X_train, data.y_train)
+    accuracy = clf.score(data.X_test, data.y_test)
+    print(f"classifier {accuracy:.4f}, LogisticRegression {data.baseline:.4f}")  # shown with -s
+    assert accuracy >= data.bar, f"{accuracy:.4f} < LogisticRegression {data.baseline:.4f} - 0.02"
+    assert clf.classes_.tolist() == list(range(10))
+    assert clf.coef_.shape == (10, data.X_train.shape[1]) and clf.intercept_.shape == (10,)
+    assert clf.n_features_in_ == data.X_train.shape[1]
+    assert clf.history_.mode == "sync" and clf.history_.updates == 200  # the default steps
+    proba = clf.predict_proba(data.X_test)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert np.array_equal(clf.classes_[proba.argmax(axis=1)], clf.predict(data.X_test))

@@ -31,6 +31,17 @@ from patterns.parameter_servers._training import (
 __all__ = ["ParameterServerClassifier"]
 
 
+def _check_same_length(X: Any, y: Any) -> None:
+    """Name both arguments and both lengths (scikit-learn's own message names neither)."""
+    try:
+        n_x, n_y = len(X), len(y)
+    except TypeError:
+        return  # not sized: scikit-learn's validation says what is wrong
+    if n_x != n_y:
+        msg = f"'X' and 'y' must have the same number of rows, got {n_x} rows in X and {n_y} in y"
+        raise ValueError(msg)
+
+
 class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """A scikit-learn classifier (softmax regression) trained on Ray through a parameter server.
 
@@ -130,10 +141,12 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
 
         Raises:
             ValueError: If a hyperparameter is out of range (``n_workers`` larger than
-                the number of rows, ``learning_rate <= 0``, an unknown ``mode``, ...), or
-                ``X`` and ``y`` are not a valid classification problem.
+                the number of rows, ``learning_rate <= 0``, an unknown ``mode``, ...),
+                ``X`` and ``y`` differ in length, or they are not a valid
+                classification problem. Raised before any actor starts.
             RuntimeError: If this process is not connected to a Ray cluster.
         """
+        _check_same_length(X, y)
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         classes, encoded = np.unique(y, return_inverse=True)
