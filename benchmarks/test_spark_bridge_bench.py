@@ -2,11 +2,13 @@
 
 - **Per-group model, uniform and skewed groups.** The same model (a scikit-learn
   ``SGDRegressor`` with a fixed number of epochs, so its cost grows with the group's
-  rows) fitted per group and used for a one-step forecast, four ways:
+  rows) fitted per group and used for a one-step forecast, six ways:
   ``applyInPandas``; a grouped-aggregate pandas UDF; ``map_groups_with_actors``
-  (executor transport, each key to its actor); and the same with
-  ``key_affinity=False`` (each group to the least busy actor). Skewed groups: a few
-  groups have 50 x the median's rows, so 50 x its fit cost.
+  (executor transport, each key to its actor) starting its own pool per call; the
+  same with ``key_affinity=False`` (each group to the least busy actor); and both
+  again on a ``BridgePool`` started before the timed rounds and kept across them
+  (``bridge-pool``, ``bridge-pool-balanced``), as Spark keeps its Python workers.
+  Skewed groups: a few groups have 50 x the median's rows, so 50 x its fit cost.
 - **10,000 small groups end to end**: ``map_groups_with_actors`` against
   ``applyInPandas``, time per group.
 
@@ -99,7 +101,9 @@ def _table(spark: Any, sizes: list[int]) -> tuple[Any, pd.Series, pd.Series]:
     return frame, reference, local.groupby("g")["units"].mean().sort_index()
 
 
-def _engines(frame: Any, *, fixed_cost: bool = False) -> dict[str, Callable[[], pd.Series]]:
+def _engines(
+    frame: Any, *, fixed_cost: bool = False, pool: Any = None
+) -> dict[str, Callable[[], pd.Series]]:
     from pyspark.sql import functions as F
 
     from patterns import map_groups_with_actors
@@ -128,12 +132,25 @@ def _engines(frame: Any, *, fixed_cost: bool = False) -> dict[str, Callable[[], 
 
         return run
 
+    def bridge_pool(affinity: bool) -> Callable[[], pd.Series]:
+        def run() -> pd.Series:
+            out = map_groups_with_actors(
+                frame, "g", pool, output_schema=SCHEMA, key_affinity=affinity,
+                batch_size=1_000, progress=False,
+            )  # fmt: skip
+            return _series(out)
+
+        return run
+
     engines = {
         "apply-in-pandas": apply_in_pandas,
         "pandas-udf": pandas_udf,
         "bridge": bridge(True),
         "bridge-balanced": bridge(False),
     }
+    if pool is not None:
+        engines["bridge-pool"] = bridge_pool(True)
+        engines["bridge-pool-balanced"] = bridge_pool(False)
     if fixed_cost:
 
         def bridge_trivial() -> pd.Series:
@@ -189,11 +206,22 @@ def _report(benchmark: Any, times: dict[str, list[float]], baseline: str, **fact
 def test_bench_per_group_model(
     benchmark: Any, spark: Any, ray_ready: dict, sizes: _harness.Sizes, shape: str
 ) -> None:
+    from patterns import BridgePool
+
     group_sizes = _group_sizes(shape, sizes.smoke)
     frame, reference, means = _table(spark, group_sizes)
     others = {"bridge-fixed-cost": means}
+    # Started before the timing, as Spark's Python workers are (the full run only:
+    # tests/test_spark_bridge_cluster.py checks BridgePool itself). Its actors hold
+    # no CPU in Ray's books, so that the engines starting a pool per call can still
+    # place theirs; they all run on the same cores anyway.
+    pool = None
+    if not sizes.smoke:
+        pool = BridgePool(GroupForecaster, pool_size=_harness.SLOTS, actor_options={"num_cpus": 0})
     try:
-        engines = _engines(frame, fixed_cost=shape == "uniform" and not sizes.smoke)
+        if pool is not None:
+            pool.wait_ready()
+        engines = _engines(frame, fixed_cost=shape == "uniform" and not sizes.smoke, pool=pool)
         if sizes.smoke:  # correctness only: each engine's code once, over both shapes
             keep = {"uniform": ("apply-in-pandas", "pandas-udf", "bridge"),
                     "skewed": ("bridge-balanced",)}[shape]  # fmt: skip
@@ -216,6 +244,8 @@ def test_bench_per_group_model(
             rows=sum(group_sizes), largest_over_median=skew, rounds=rounds,
         )  # fmt: skip
     finally:
+        if pool is not None:
+            pool.close()
         frame.unpersist()
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from patterns import BridgeStats, map_batches_with_actors
+from patterns import BridgePool, BridgeStats, map_batches_with_actors
 
 REQUIRES_SPARK = True
 FEATURES = ["f0", "f1", "f2"]
@@ -82,12 +82,24 @@ def main() -> None:
         # --8<-- [end:transports]
         assert stats.rows_in == ROWS and sum(stats.batches_per_actor) == stats.batches == 8
 
+        # --8<-- [start:pool]
+        with BridgePool(Scorer, actor_args=(path,), pool_size=2) as pool:
+            pool.wait_ready()  # each actor has loaded the model: once for every call below
+            for parity in (0, 1):
+                part = rows.where(F.col("id") % 2 == parity)
+                scored = map_batches_with_actors(
+                    part, pool, output_schema="id long, score double", transport="driver"
+                )
+                results[f"pool, ids % 2 == {parity}"] = scored.orderBy("id").toPandas()
+        # --8<-- [end:pool]
+
         local = rows.orderBy("id").toPandas()
         with open(path, "rb") as handle:
             expected = pickle.load(handle).predict_proba(local[FEATURES].to_numpy())[:, 1]
-    for frame in results.values():
-        assert frame["id"].tolist() == local["id"].tolist()
-        np.testing.assert_allclose(frame["score"], expected, rtol=1e-12)
+    for name, frame in results.items():
+        rows_of = local["id"] % 2 == int(name[-1]) if name.startswith("pool") else local["id"] >= 0
+        assert frame["id"].tolist() == local["id"][rows_of].tolist(), name
+        np.testing.assert_allclose(frame["score"], expected[rows_of.to_numpy()], rtol=1e-12)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ STORES, ITEMS, DAYS, HORIZON = 3, 2, 28, 7
 
 
 class _TrendForecaster:
-    """One straight-line fit per group; the actor counts the series it fitted."""
+    """One straight-line fit per group, extended ``horizon`` days ahead."""
 
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
@@ -53,7 +53,7 @@ def step(cluster: Any, *, quick: bool) -> None:
     rows = forecasts.orderBy("store", "item", "day").collect()
     print(
         f"{stats.rows_in} sales rows in {stats.groups} groups went to {stats.pool_size} actors "
-        f"(groups per actor by key: {stats.batches_per_actor} calls) and came back as "
+        f"(calls per actor: {stats.batches_per_actor}) and came back as "
         f"{len(rows)} forecast rows in a Spark DataFrame"
     )
     first = rows[0]

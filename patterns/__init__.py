@@ -41,6 +41,7 @@ from patterns.parameter_servers import (
 from patterns.spark_bridge import (
     BridgeBatchError,
     BridgeError,
+    BridgePool,
     BridgeSchemaError,
     BridgeStats,
     actor_for_key,
@@ -70,6 +71,7 @@ __all__ = [
     "BanditHistory",
     "BridgeBatchError",
     "BridgeError",
+    "BridgePool",
     "BridgeSchemaError",
     "BridgeStats",
     "Checkpoint",

@@ -71,7 +71,8 @@ def draw(report: dict[str, Any]) -> Path:
     for ax, (title, medians, unit) in zip(axes.flat, panels, strict=True):
         _bars(ax, title, medians, unit)
     when = report.get("datetime", "")[:10]
-    fig.suptitle(f"Spark bridge benchmarks, {when}, 2 shared cores (one run)", fontsize=12)
+    runs = "per-group panels from a later run" if report.get("reruns") else "one run"
+    fig.suptitle(f"Spark bridge benchmarks, {when}, 2 shared cores ({runs})", fontsize=12)
     fig.tight_layout()
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "benchmarks.png"

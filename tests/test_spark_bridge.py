@@ -362,3 +362,37 @@ def test_auth_settings_never_show_the_token() -> None:
     settings = AuthSettings("token", "s3cr3t-token")
     assert "s3cr3t" not in repr(settings)
     assert "s3cr3t" in pickle.loads(pickle.dumps(settings)).token
+
+
+def test_a_bridge_pool_checks_its_arguments_before_any_actor() -> None:
+    with pytest.raises(TypeError, match="'actor_class' must be a class, got <function"):
+        patterns.BridgePool(lambda batch: batch)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="_NotCallable, which has no __call__"):
+        patterns.BridgePool(_NotCallable)
+    with pytest.raises(ValueError, match="'pool_size' must be an int >= 1, got 0"):
+        patterns.BridgePool(_Scorer, pool_size=0)
+    with pytest.raises(TypeError, match="'actor_args' must be a tuple or list, got 'ab'"):
+        patterns.BridgePool(_Scorer, actor_args="ab")
+    with pytest.raises(ValueError, match="'actor_options' may not set 'name'"):
+        patterns.BridgePool(_Scorer, actor_options={"name": "mine"})
+
+
+def test_a_bridge_pool_says_when_ray_is_not_connected() -> None:
+    # A fresh interpreter: this one may be connected to the session's cluster.
+    code = (
+        "from patterns import BridgePool\n"
+        "class Echo:\n"
+        "    def __call__(self, batch):\n"
+        "        return batch\n"
+        "try:\n"
+        "    BridgePool(Echo)\n"
+        "except RuntimeError as error:\n"
+        "    print(error)\n"
+    )
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root
+    )
+    assert done.stdout.startswith("Ray is not connected in this process: start a cluster"), (
+        done.stdout + done.stderr
+    )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -75,7 +77,7 @@ def sales(spark: Any) -> tuple[Any, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def awkward(spark: Any) -> tuple[Any, pd.DataFrame]:
-    """Nulls in keys and values, non-ASCII keys, a NaN-free float key."""
+    """Nulls in both key columns (a string and an int) and in the values; non-ASCII keys."""
     cities = ["Zürich", "東京", "São Paulo", None, "ñandú", "Ελλάδα", "Kraków"]
     rows = [
         (
@@ -194,7 +196,7 @@ def test_batches_equal_a_pandas_reference(
     assert stats.batches == sum(stats.batches_per_actor) >= math.ceil(ROWS / 7_000)
     assert all(n > 0 for n in stats.batches_per_actor)  # both actors worked
     assert out["pid"].nunique() == 2
-    assert stats.peak_in_flight <= 2  # max_in_flight's default
+    assert stats.peak_in_flight <= 2  # the senders' own count; checked from the actors below
     assert stats.transport == transport
     if transport == "executor":
         # Spark reused its Python worker(s) for the 4 tasks: each connected to Ray once...
@@ -206,6 +208,80 @@ def test_batches_equal_a_pandas_reference(
             time.sleep(0.5)
     else:
         assert stats.connections == 0 and stats.senders == 1  # the driver sent everything
+
+
+class NameLengths:
+    """Per-row work on the awkward table: nulls and non-ASCII strings through a batch."""
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "id": batch["id"],
+                "city": batch["city"],
+                "letters": batch["city"].str.len(),
+                "doubled": batch["value"] * 2,
+            }
+        )
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_batches_with_nulls_and_non_ascii_strings(
+    awkward: tuple[Any, pd.DataFrame], transport: str
+) -> None:
+    frame, local = awkward
+    out = map_batches_with_actors(
+        frame, NameLengths, output_schema="id long, city string, letters int, doubled double",
+        batch_size=700, transport=transport, actor_options=OPTIONS, progress=False,
+    ).toPandas()  # fmt: skip
+    expected = NameLengths()(local)
+    got = out.sort_values("id").reset_index(drop=True)
+    assert got["city"].isna().sum() == expected["city"].isna().sum() > 0
+    assert got["doubled"].isna().sum() == expected["doubled"].isna().sum() > 0
+    assert set(got["city"].dropna()) == {"Zürich", "東京", "São Paulo", "ñandú", "Ελλάδα", "Kraków"}
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+class Overlaps:
+    """Counts, in the actor, the calls that are inside ``__call__`` at the same time.
+
+    The pool actor runs calls in threads (``max_concurrency`` > 1), so every call that
+    a sender has out to it is inside at once. Each call waits there until the sender
+    could have filled its window (``max_in_flight`` calls, or all that are left), then
+    a little longer, giving a call beyond the window the chance to come in too. The
+    most calls ever inside at once is what the bound must hold, counted without the
+    sender's help.
+    """
+
+    def __init__(self, max_in_flight: int, total: int) -> None:
+        self.window, self.total = max_in_flight, total
+        self.inside = self.finished = self.peak = 0
+        self.changed = threading.Condition()
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        with self.changed:
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+            self.changed.notify_all()
+            full = min(self.window, self.total - self.finished)
+            self.changed.wait_for(lambda: self.inside >= full, timeout=60)
+            self.changed.wait_for(lambda: self.inside > self.window, timeout=0.5)
+            self.inside -= 1
+            self.finished += 1
+            self.changed.notify_all()
+            return pd.DataFrame({"id": batch["id"], "peak": self.peak})
+
+
+def test_an_actor_never_has_more_than_max_in_flight_calls_from_a_sender(spark: Any) -> None:
+    batches, max_in_flight = 4, 2
+    out = map_batches_with_actors(
+        spark.range(batches * 10, numPartitions=1),  # one Spark task: one sender
+        Overlaps, actor_args=(max_in_flight, batches), output_schema="id long, peak long",
+        pool_size=1, batch_size=10, max_in_flight=max_in_flight, progress=False,
+        actor_options={**OPTIONS, "max_concurrency": 8},
+    ).toPandas()  # fmt: skip
+    assert sorted(out["id"]) == list(range(batches * 10))
+    # Sent without the bound (the dispatcher made to never wait), 3 calls came in at once.
+    assert out["peak"].max() == max_in_flight
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -289,6 +365,13 @@ def test_empty_dataframe_gives_an_empty_result_with_the_schema(spark: Any, trans
     assert out.count() == 0
     assert out.schema.simpleString() == "struct<city:string,tier:int,rows:bigint>"
     assert stats.batches == stats.groups == 0
+    out = map_batches_with_actors(
+        empty, Scale, actor_args=(2.0,), output_schema="id long, scaled double, pid long",
+        transport=transport, actor_options=OPTIONS, stats=stats,
+    )  # fmt: skip
+    assert out.count() == 0
+    assert out.schema.simpleString() == "struct<id:bigint,scaled:double,pid:bigint>"
+    assert stats.batches == stats.rows_in == 0
 
 
 # --- failures at the first bad batch ---------------------------------------------------------
@@ -339,15 +422,17 @@ def test_a_failing_group_is_reported_with_its_key_and_the_remote_error(
     )
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_result_off_schema_names_column_expected_got_and_key(
-    sales: tuple[Any, pd.DataFrame],
+    sales: tuple[Any, pd.DataFrame], transport: str
 ) -> None:
-    # The check runs in the actor for both transports (unit-tested in test_spark_bridge.py);
-    # the executor transport is the one that carries it back through Spark and the ledger.
+    # The check runs in the actor (unit-tested in test_spark_bridge.py); the executor
+    # transport carries the error back through Spark and the ledger, the driver one directly.
     frame, _ = sales
     with pytest.raises(BridgeSchemaError) as info:
         map_groups_with_actors(
             frame, ["store", "item"], WrongType, output_schema=SUMMARY, actor_options=OPTIONS,
+            transport=transport,
         )  # fmt: skip
     error = info.value
     assert error.column == "slope"
@@ -355,6 +440,35 @@ def test_a_result_off_schema_names_column_expected_got_and_key(
     assert error.got == "object values like 'steep' (str)"
     assert error.key[0] == "store-7"
     assert "does not match output_schema: column 'slope' must be double" in str(error)
+
+
+class FailsOnId:
+    """Raises for the batch that holds one id."""
+
+    def __init__(self, bad: int) -> None:
+        self.bad = bad
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        if (batch["id"] == self.bad).any():
+            raise KeyError(f"no price for id {self.bad}")
+        return batch[["id"]]
+
+
+def test_a_failing_batch_is_reported_with_its_place_and_the_remote_error(spark: Any) -> None:
+    # Partition 1 of spark.range(200, numPartitions=2) holds ids 100-199; id 160 is its
+    # 61st row, so in its second batch of 50 (rows 50-99).
+    with pytest.raises(BridgeBatchError) as info:
+        map_batches_with_actors(
+            spark.range(200, numPartitions=2), FailsOnId, actor_args=(160,),
+            output_schema="id long", batch_size=50, actor_options=OPTIONS, progress=False,
+        )  # fmt: skip
+    error = info.value
+    assert error.key == "partition 1, batch 1 (rows 50-99)"
+    assert error.remote_type == "KeyError"
+    assert "no price for id 160" in error.remote_message
+    assert "KeyError" in error.remote_traceback
+    assert str(error).startswith("batch for partition 1, batch 1 (rows 50-99) failed on actor ")
+    assert str(error).endswith(f": KeyError: {error.remote_message}")
 
 
 class BrokenInit:
@@ -467,9 +581,11 @@ class Slow:
 
 
 def test_progress_lines_go_to_stderr(spark: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # The default (progress=None): lines for a run that outlasts progress_interval_s. This
+    # one sleeps 16 x 0.15 s in its actors alone, so it lasts longer than 0.5 s.
     out = map_batches_with_actors(
         spark.range(4_000, numPartitions=2), Slow, output_schema="id long", batch_size=250,
-        progress=True, progress_interval_s=0.5, actor_options=OPTIONS, max_in_flight=1,
+        progress_interval_s=0.5, actor_options=OPTIONS, max_in_flight=1,
     )  # fmt: skip
     captured = capsys.readouterr()
     assert out.count() == 4_000
@@ -479,3 +595,78 @@ def test_progress_lines_go_to_stderr(spark: Any, capsys: pytest.CaptureFixture[s
     assert all("map_batches_with_actors (executor)" in line for line in lines)
     assert "4,000 rows in 16 batches; per actor [" in lines[-1], lines[-1]
     assert lines[-1].endswith("; done"), lines[-1]
+
+
+class Echo:
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return batch[["id"]].assign(label=[f"n{i}" for i in batch["id"]])
+
+
+def test_a_short_run_is_quiet_by_default_and_shown_with_progress_true(
+    spark: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Short next to progress_interval_s (10 minutes), whatever the machine's load. The
+    # schema is a StructType, the other form output_schema takes.
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    schema = StructType([StructField("id", LongType()), StructField("label", StringType())])
+    frame = spark.range(20)
+    quiet = map_batches_with_actors(
+        frame, Echo, output_schema=schema, transport="driver", progress_interval_s=600,
+        actor_options=OPTIONS,
+    )  # fmt: skip
+    assert "[spark-bridge" not in capsys.readouterr().err
+    assert quiet.schema == schema
+    assert sorted((r.id, r.label) for r in quiet.collect()) == [(i, f"n{i}") for i in range(20)]
+    shown = map_batches_with_actors(
+        frame, Echo, output_schema=schema, transport="driver", progress=True,
+        progress_interval_s=600, actor_options=OPTIONS,
+    )  # fmt: skip
+    lines = [line for line in capsys.readouterr().err.splitlines() if "[spark-bridge" in line]
+    assert shown.count() == 20
+    assert len(lines) == 1, lines  # only the final line: the run ended before the first
+    assert re.search(
+        r"\(driver\): 20/20 rows in 1 batches; per actor \[[01] [01]\]; done$", lines[0]
+    )
+
+
+# --- a pool shared by several calls -----------------------------------------------------------
+
+
+class CountsCalls:
+    """Remembers, per key, how many calls have seen it: state that lives in the actor."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple, int] = {}
+
+    def __call__(self, key: tuple, group: pd.DataFrame) -> pd.DataFrame:
+        self.seen[key] = self.seen.get(key, 0) + 1
+        return pd.DataFrame(
+            {"k": [key[0]], "rows": [len(group)], "seen": [self.seen[key]], "pid": [os.getpid()]}
+        )
+
+
+def test_a_bridge_pool_keeps_its_actors_and_their_state_between_calls(spark: Any) -> None:
+    from patterns import BridgePool
+
+    frame = spark.range(60, numPartitions=2).selectExpr("id", "concat('k', id % 6) AS k")
+    schema = "k string, rows long, seen long, pid long"
+    with BridgePool(CountsCalls, pool_size=2, actor_options=OPTIONS) as pool:
+        pool.wait_ready()
+        first = map_groups_with_actors(frame, "k", pool, output_schema=schema).toPandas()
+        second = map_groups_with_actors(
+            frame, "k", pool, output_schema=schema, transport="driver", pool_size=2
+        ).toPandas()
+        assert pool.state.value == "open" and len(_bridge_actors()) == 2  # no ledger left
+        with pytest.raises(ValueError, match="'actor_args', 'actor_kwargs' and 'actor_options'"):
+            map_groups_with_actors(frame, "k", pool, output_schema=schema, actor_args=(1,))
+        with pytest.raises(ValueError, match=r"'pool_size' must be the BridgePool's \(2\)"):
+            map_groups_with_actors(frame, "k", pool, output_schema=schema, pool_size=3)
+    assert (first["rows"] == 10).all() and (second["rows"] == 10).all()
+    assert (first["seen"] == 1).all()
+    # The same actors, the same key on the same actor: each one saw its keys once before.
+    assert (second["seen"] == 2).all()
+    assert set(second["pid"]) == set(first["pid"]) and len(set(first["pid"])) == 2
+    assert pool.state.value == "closed" and _bridge_actors() == []
+    with pytest.raises(BridgeError, match="this BridgePool is closed"):
+        map_groups_with_actors(frame, "k", pool, output_schema=schema)

@@ -20,9 +20,10 @@ What it promises:
   naming its group key or place, the actor and the remote error. A killed actor is
   restarted by Ray and the calls it had are sent again; the run completes with every
   row once, and `BridgeStats` counts each batch once however often it was retried.
-- **Lifetime.** The pool lives for one call. The returned DataFrame is materialised
-  before the pool stops (``localCheckpoint`` on the executors for the executor
-  transport), so later actions on it never need the actors.
+- **Lifetime.** By default the pool lives for one call. The returned DataFrame is
+  materialised before the pool stops (``localCheckpoint`` on the executors for the
+  executor transport), so later actions on it never need the actors. A `BridgePool`
+  passed as ``actor_class`` keeps its actors from call to call, until it is closed.
 
 What it does not: it does not make a stateful ``__call__`` exactly-once. A batch may
 run twice on an actor (re-sent after a crash, or by a retried Spark task); results are
@@ -34,7 +35,9 @@ kept once, but side effects of ``__call__`` happen again.
 
 from __future__ import annotations
 
+import enum
 import inspect
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,13 +53,22 @@ from patterns._checks import (
 from patterns.spark_bridge._errors import BridgeBatchError, BridgeError, BridgeSchemaError
 from patterns.spark_bridge._keys import actor_for_key, check_key_names
 from patterns.spark_bridge._ledger import BridgeStats
-from patterns.spark_bridge._pool import POOL_DEFAULTS
+from patterns.spark_bridge._pool import (
+    POOL_DEFAULTS,
+    Pool,
+    PoolSpec,
+    kill_actors,
+    new_spec,
+    start_actors,
+)
+from patterns.spark_bridge._pool import start_ledger as _start_ledger
 from patterns.spark_bridge._run import RunSettings, run
 from patterns.spark_bridge._schema import parse_output_schema
 
 __all__ = [
     "BridgeBatchError",
     "BridgeError",
+    "BridgePool",
     "BridgeSchemaError",
     "BridgeStats",
     "actor_for_key",
@@ -67,7 +79,7 @@ __all__ = [
 TRANSPORTS = ("executor", "driver")
 
 
-def _check_actor_class(actor_class: object, arity: int, signature: str) -> type:
+def _check_actor_class(actor_class: object, arity: int | None, signature: str) -> type:
     if not inspect.isclass(actor_class):
         msg = f"'actor_class' must be a class, got {describe(actor_class)}"
         raise TypeError(msg)
@@ -79,6 +91,8 @@ def _check_actor_class(actor_class: object, arity: int, signature: str) -> type:
             "which has no __call__"
         )
         raise TypeError(msg)
+    if arity is None:  # a BridgePool's class: its use decides the arity
+        return actor_class
     try:
         inspect.signature(call).bind(*([None] * (arity + 1)))
     except TypeError:
@@ -115,6 +129,146 @@ def _check_ray_connected() -> None:
         raise RuntimeError(msg)
 
 
+def _check_actor_arguments(
+    actor_args: object, actor_kwargs: object
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if not isinstance(actor_args, Sequence) or isinstance(actor_args, str | bytes):
+        msg = f"'actor_args' must be a tuple or list, got {describe(actor_args)}"
+        raise TypeError(msg)
+    if actor_kwargs is None:
+        actor_kwargs = {}
+    if not isinstance(actor_kwargs, Mapping) or not all(isinstance(k, str) for k in actor_kwargs):
+        msg = f"'actor_kwargs' must be a dict of str keys or None, got {describe(actor_kwargs)}"
+        raise TypeError(msg)
+    return tuple(actor_args), dict(actor_kwargs)
+
+
+def _check_pool_options(actor_options: object) -> dict[str, Any]:
+    options = check_actor_options(actor_options, defaults=POOL_DEFAULTS)
+    for reserved in ("name", "namespace", "get_if_exists", "lifetime"):
+        if reserved in options:
+            msg = f"'actor_options' may not set {reserved!r}: the bridge names its pool itself"
+            raise ValueError(msg)
+    return options
+
+
+class PoolState(enum.Enum):
+    """Where a `BridgePool` is in its life."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class BridgePool:
+    """Actors that several bridge calls share: started once, stopped by `close`.
+
+    By default every call of `map_batches_with_actors` or `map_groups_with_actors`
+    starts a pool of its own and stops it at the end, so every call pays for new Ray
+    worker processes, their imports and ``actor_class.__init__`` (a model load). Pass
+    a ``BridgePool`` as ``actor_class`` instead and the call uses its actors, already
+    started, and leaves them running for the next call. The actors are the same from
+    call to call, so with key affinity a key meets the same actor (and its state) in
+    every call. Close the pool when done (or use it as a context manager).
+
+    The actors are created at once; `wait_ready` waits until each has built its
+    ``actor_class(*actor_args, **actor_kwargs)``. A call on a pool that is still
+    starting waits for it, as a call with its own pool does.
+
+    Args:
+        actor_class: A class whose instances are callable: ``__call__(self, batch)``
+            for `map_batches_with_actors`, ``__call__(self, key, group)`` for
+            `map_groups_with_actors`.
+        pool_size: Number of actors (an int >= 1).
+        actor_args: Positional arguments for ``actor_class``.
+        actor_kwargs: Keyword arguments for ``actor_class``.
+        actor_options: Ray options for the actors (see `map_batches_with_actors`).
+        ready_timeout_s: How long the actors may take to start.
+
+    Raises:
+        TypeError: An argument has the wrong type (``actor_class`` without ``__call__``...).
+        ValueError: An argument is out of range.
+        RuntimeError: Ray is not connected in this process.
+
+    Examples:
+        >>> with BridgePool(Forecaster, pool_size=2) as pool:  # doctest: +SKIP
+        ...     pool.wait_ready()
+        ...     week1 = map_groups_with_actors(df1, "store", pool, output_schema=SCHEMA)
+        ...     week2 = map_groups_with_actors(df2, "store", pool, output_schema=SCHEMA)
+    """
+
+    def __init__(
+        self,
+        actor_class: type,
+        *,
+        pool_size: int = 2,
+        actor_args: Sequence[Any] = (),
+        actor_kwargs: Mapping[str, Any] | None = None,
+        actor_options: Mapping[str, Any] | None = None,
+        ready_timeout_s: float = 120.0,
+    ) -> None:
+        cls = _check_actor_class(actor_class, None, "(self, ...)")
+        size = check_int("pool_size", pool_size, minimum=1)
+        args, kwargs = _check_actor_arguments(actor_args, actor_kwargs)
+        options = _check_pool_options(actor_options)
+        ready = check_positive_float("ready_timeout_s", ready_timeout_s)
+        _check_ray_connected()
+        self.actor_class: type = cls
+        self.pool_size: int = size
+        self._options = options
+        self._ready_timeout_s = ready
+        self._spec = PoolSpec("", size, f"pool-{uuid.uuid4().hex[:12]}")
+        self._actors = start_actors(
+            self._spec, factory=cls, args=args, kwargs=kwargs, options=options
+        )
+        self._starting = self._pool(None)
+        self.state = PoolState.OPEN
+
+    def _pool(self, ledger: Any) -> Pool:
+        spec = self._spec if ledger is None else ledger[0]
+        return Pool(
+            spec, self._actors, None if ledger is None else ledger[1], factory=self.actor_class,
+            options=self._options, ready_timeout_s=self._ready_timeout_s, owns_actors=False,
+        )  # fmt: skip
+
+    def _check_open(self) -> None:
+        if self.state is PoolState.CLOSED:
+            msg = "this BridgePool is closed: its actors are gone; start a new BridgePool"
+            raise BridgeError(msg)
+
+    def _run_pool(self) -> Pool:
+        """The pool of one run: these actors and a new ledger (the run stops only the ledger)."""
+        spec = new_spec(self.pool_size, self._spec.pool)
+        return self._pool((spec, _start_ledger(spec)))
+
+    def wait_ready(self) -> None:
+        """Block until every actor has built its object.
+
+        Raises:
+            BridgeError: The pool is closed, an actor's ``__init__`` raised, or the
+                actors could not be placed within ``ready_timeout_s``.
+        """
+        self._check_open()
+        self._starting.wait_started()
+
+    def close(self) -> None:
+        """Stop the actors; safe to call twice. Later calls on the pool raise `BridgeError`."""
+        if self.state is PoolState.OPEN:
+            self.state = PoolState.CLOSED
+            kill_actors(self._actors)
+
+    def __enter__(self) -> BridgePool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"BridgePool({self.actor_class.__qualname__}, pool_size={self.pool_size}, "
+            f"state={self.state.value})"
+        )
+
+
 def _settings(
     *,
     label: str,
@@ -141,6 +295,10 @@ def _settings(
     """Every argument checked, in the order of the signature; nothing has started yet."""
     df = _check_dataframe(df)
     key_names: list[str] = []
+    shared = actor_class if isinstance(actor_class, BridgePool) else None
+    if shared is not None:
+        shared._check_open()
+        actor_class = shared.actor_class
     if mode == "groups":
         key_names = check_key_names(key_cols, df.columns)
         cls = _check_actor_class(actor_class, 2, "(self, key, group)")
@@ -149,20 +307,23 @@ def _settings(
     pool = check_int("pool_size", pool_size, minimum=1)
     size = check_int("batch_size", batch_size, minimum=1)
     chosen = check_choice("transport", transport, TRANSPORTS)
-    if not isinstance(actor_args, Sequence) or isinstance(actor_args, str | bytes):
-        msg = f"'actor_args' must be a tuple or list, got {describe(actor_args)}"
-        raise TypeError(msg)
-    if actor_kwargs is None:
-        actor_kwargs = {}
-    if not isinstance(actor_kwargs, Mapping) or not all(isinstance(k, str) for k in actor_kwargs):
-        msg = f"'actor_kwargs' must be a dict of str keys or None, got {describe(actor_kwargs)}"
-        raise TypeError(msg)
+    args, kwargs = _check_actor_arguments(actor_args, actor_kwargs)
     in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
-    options = check_actor_options(actor_options, defaults=POOL_DEFAULTS)
-    for reserved in ("name", "namespace", "get_if_exists", "lifetime"):
-        if reserved in options:
-            msg = f"'actor_options' may not set {reserved!r}: the bridge names its pool itself"
+    options = _check_pool_options(actor_options)
+    if shared is not None:
+        # The pool's actors are built: what would build them belongs to the pool.
+        if pool not in (2, shared.pool_size):  # 2: the default, left as it is
+            size_now = shared.pool_size
+            msg = f"'pool_size' must be the BridgePool's ({size_now}) or left out, got {pool}"
             raise ValueError(msg)
+        if args or kwargs or actor_options:
+            msg = (
+                "'actor_args', 'actor_kwargs' and 'actor_options' belong to the BridgePool "
+                "given as 'actor_class': pass them to BridgePool(...), not here"
+            )
+            raise ValueError(msg)
+        pool, args, kwargs, options = shared.pool_size, (), {}, shared._options
+        ready_timeout_s = shared._ready_timeout_s
     shown = None if progress is None else check_bool("progress", progress)
     interval = check_positive_float("progress_interval_s", progress_interval_s)
     address = None if ray_address is None else check_name("ray_address", ray_address)
@@ -178,8 +339,8 @@ def _settings(
         mode=mode,
         key_names=tuple(key_names),
         factory=cls,
-        args=tuple(actor_args),
-        kwargs=dict(actor_kwargs),
+        args=args,
+        kwargs=kwargs,
         struct=struct,
         target=target,
         pool_size=pool,
@@ -194,6 +355,7 @@ def _settings(
         ready_timeout_s=ready,
         num_partitions=partitions,
         key_affinity=check_bool("key_affinity", key_affinity),
+        shared=shared,
     )
 
 
@@ -206,7 +368,7 @@ def _check_stats(stats: object) -> BridgeStats | None:
 
 def map_batches_with_actors(
     df: Any,
-    actor_class: type,
+    actor_class: type | BridgePool,
     *,
     output_schema: Any,
     pool_size: int = 2,
@@ -229,11 +391,15 @@ def map_batches_with_actors(
     **actor_kwargs)`` once (load a model there). Each batch of up to ``batch_size`` rows
     goes, as a pandas DataFrame, to the actor with the fewest calls out, whose
     ``__call__(batch)`` returns a pandas DataFrame of ``output_schema``'s columns (any
-    number of rows). The actors are killed when the call returns or raises.
+    number of rows). The actors are killed when the call returns or raises (unless they
+    belong to a `BridgePool`).
 
     Args:
         df: The input Spark DataFrame.
-        actor_class: A class whose instances are callable: ``__call__(self, batch)``.
+        actor_class: A class whose instances are callable: ``__call__(self, batch)``;
+            or a `BridgePool` of such actors, already started, which the call uses and
+            leaves running (``pool_size``, ``actor_args``, ``actor_kwargs``,
+            ``actor_options`` and ``ready_timeout_s`` are then the pool's).
         output_schema: The result's schema: a Spark DDL string (``"id long, score
             double"``) or a ``StructType``. Every result must have exactly these columns.
         pool_size: Number of actors (an int >= 1).
@@ -269,7 +435,7 @@ def map_batches_with_actors(
         BridgeBatchError: A batch failed on its actor (its place in the input, the
             actor, the remote error); `BridgeSchemaError` if its result did not match
             ``output_schema``.
-        BridgeError: The pool could not start.
+        BridgeError: The pool could not start, or the `BridgePool` given is closed.
 
     Examples:
         >>> class Doubler:  # doctest: +SKIP
@@ -308,7 +474,7 @@ def map_batches_with_actors(
 def map_groups_with_actors(
     df: Any,
     key_cols: str | Sequence[str],
-    actor_class: type,
+    actor_class: type | BridgePool,
     *,
     output_schema: Any,
     pool_size: int = 2,
@@ -346,7 +512,8 @@ def map_groups_with_actors(
     Args:
         df: The input Spark DataFrame.
         key_cols: The key column, or a list of them.
-        actor_class: A class whose instances are callable: ``__call__(self, key, group)``.
+        actor_class: A class whose instances are callable: ``__call__(self, key, group)``;
+            or a `BridgePool` of such actors (see `map_batches_with_actors`).
         output_schema: The result's schema: a Spark DDL string or a ``StructType``.
         pool_size: Number of actors (an int >= 1).
         transport: ``"executor"`` or ``"driver"`` (see `map_batches_with_actors`).
@@ -378,7 +545,7 @@ def map_groups_with_actors(
         RuntimeError: Ray is not connected in this process.
         BridgeBatchError: A group failed on its actor (its key, the actor, the remote
             error); `BridgeSchemaError` if its result did not match ``output_schema``.
-        BridgeError: The pool could not start.
+        BridgeError: The pool could not start, or the `BridgePool` given is closed.
 
     Examples:
         >>> class Mean:  # doctest: +SKIP

@@ -1,11 +1,12 @@
-"""The actor pool of one run: ``pool_size`` named actors holding the user's object, and the ledger.
+"""The actor pool of a run: ``pool_size`` named actors holding the user's object, and the ledger.
 
 Each pool actor builds one instance of the user's class in its ``__init__`` (that is
 where a model is loaded, once per actor) and runs calls one at a time. Names put the
 pool where every sender can find it: the driver holds the handles, and Spark's Python
 workers look the actors up by name (a handle pickled by the driver does not travel
-through Spark). The driver kills the pool and the ledger when the run ends, however
-it ends.
+through Spark). Every run has a ledger of its own. The driver kills the ledger when the
+run ends, however it ends, and the actors too unless they belong to a `BridgePool`
+that outlives the run (each call then names the run's ledger and output schema).
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ from patterns.spark_bridge._schema import Target
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["NAMESPACE", "POOL_DEFAULTS", "Pool", "PoolSpec", "start_pool"]
+__all__ = [
+    "NAMESPACE",
+    "POOL_DEFAULTS",
+    "Pool",
+    "PoolSpec",
+    "kill_actors",
+    "new_spec",
+    "start_actors",
+    "start_ledger",
+    "start_pool",
+]
 
 NAMESPACE = "spark-bridge"
 
@@ -46,13 +57,18 @@ POOL_DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """Names of one run's actors: where senders find the pool and the ledger."""
+    """Names of one run's actors: where senders find the pool and the ledger.
+
+    ``pool`` names the actors when they outlive the run (a `BridgePool`); by default
+    they are named after the run.
+    """
 
     run: str
     pool_size: int
+    pool: str = ""
 
     def actor_name(self, index: int) -> str:
-        return f"{self.run}/actor-{index}"
+        return f"{self.pool or self.run}/actor-{index}"
 
     @property
     def ledger_name(self) -> str:
@@ -66,37 +82,35 @@ def _remote_error(exc: BaseException) -> tuple[str, str, str]:
 class PoolActor:
     """One pool slot: the user's object, and a ``run`` method per kind of work.
 
-    ``mode`` is ``"batches"`` (``__call__(batch)``) or ``"groups"``
-    (``__call__(key, group)``). Results leave as Arrow tables of the target schema.
+    ``run_batch`` calls ``__call__(batch)``, ``run_groups`` ``__call__(key, group)``.
+    Each call names its run's ledger and the target schema, so one actor can serve
+    the runs of a `BridgePool` one after the other. Results leave as Arrow tables of
+    the target schema.
     """
 
     def __init__(
         self,
-        spec: PoolSpec,
         index: int,
-        mode: str,
-        target: Target,
         factory: Callable[..., Any],
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
     ) -> None:
-        self._spec = spec
         self._index = index
-        self._mode = mode
-        self._target = target
-        self._ledger: Any | None = None
+        self._ledgers: dict[str, Any] = {}  # by name: the current run's (a few at most)
         self._instance = factory(*args, **kwargs)
 
-    def _report_start(self, batch: str) -> None:
+    def _report_start(self, ledger: str, batch: str) -> None:
         # Fire and forget: a start only feeds the re-run count (see BridgeStats).
         try:
-            if self._ledger is None:
-                self._ledger = ray.get_actor(self._spec.ledger_name, namespace=NAMESPACE)
-            self._ledger.started.remote(batch, actor=self._index, pid=os.getpid())
+            if ledger not in self._ledgers:
+                if len(self._ledgers) > 8:  # earlier runs' ledgers are gone
+                    self._ledgers.clear()
+                self._ledgers[ledger] = ray.get_actor(ledger, namespace=NAMESPACE)
+            self._ledgers[ledger].started.remote(batch, actor=self._index, pid=os.getpid())
         except Exception:  # the ledger is gone: the run is over or ending
             pass
 
-    def _call(self, key: object, *args: Any) -> pa.Table:
+    def _call(self, target: Target, key: object, *args: Any) -> pa.Table:
         try:
             result = self._instance(*args)
         except Exception as exc:
@@ -105,28 +119,36 @@ class PoolActor:
                 key, actor=self._index, remote_type=kind, remote_message=message,
                 remote_traceback=text,
             ) from None  # fmt: skip
-        return self._target.conform(result, key=key, actor=self._index)
+        return target.conform(result, key=key, actor=self._index)
 
-    def run_batch(self, batch: str, where: str, table: pa.Table) -> pa.Table:
+    def run_batch(
+        self, ledger: str, target: Target, batch: str, where: str, table: pa.Table
+    ) -> pa.Table:
         """``__call__`` one batch; ``where`` describes it for error messages."""
-        self._report_start(batch)
-        return self._call(where, table.to_pandas())
+        self._report_start(ledger, batch)
+        return self._call(target, where, table.to_pandas())
 
     def run_groups(
-        self, batch: str, keys: list[tuple[Any, ...]], sizes: list[int], table: pa.Table
+        self,
+        ledger: str,
+        target: Target,
+        batch: str,
+        keys: list[tuple[Any, ...]],
+        sizes: list[int],
+        table: pa.Table,
     ) -> pa.Table:
         """``__call__(key, group)`` for each group packed in ``table``; one table back."""
         import pyarrow as pa
 
-        self._report_start(batch)
+        self._report_start(ledger, batch)
         frame = table.to_pandas()
         results = []
         start = 0
         for key, size in zip(keys, sizes, strict=True):
             group = frame.iloc[start : start + size].reset_index(drop=True)
             start += size
-            results.append(self._call(key, key, group))
-        return pa.concat_tables(results) if results else self._target.empty()
+            results.append(self._call(target, key, key, group))
+        return pa.concat_tables(results) if results else target.empty()
 
     def ready(self) -> int:
         """The actor's pid, once its ``__init__`` (the user's too) has run."""
@@ -149,23 +171,24 @@ class Pool:
         factory: Callable[..., Any],
         options: Mapping[str, Any],
         ready_timeout_s: float,
+        owns_actors: bool = True,
     ) -> None:
         self.spec = spec
         self.actors = actors
         self.ledger = ledger
+        self._owns_actors = owns_actors
         self._factory = factory
         self._options = options
         self._timeout = ready_timeout_s
         self._deadline = time.monotonic() + ready_timeout_s
-        self._starting: list[Any] = [a.ready.remote() for a in actors] + [ledger.ping.remote()]
+        self._starting: list[Any] = [a.ready.remote() for a in actors]
+        if ledger is not None:
+            self._starting.append(ledger.ping.remote())
 
     def kill(self) -> None:
-        """Kill every actor of the run (no restart); safe to call twice."""
-        for actor in [*self.actors, self.ledger]:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # already gone
-                pass
+        """Kill the run's ledger and the actors it owns (no restart); safe to call twice."""
+        owned = self.actors if self._owns_actors else []
+        kill_actors([*owned, *([] if self.ledger is None else [self.ledger])])
 
     def started(self, wait_s: float = 0.0) -> bool:
         """True once every actor has built its object; waits up to ``wait_s`` for it.
@@ -208,11 +231,51 @@ class Pool:
         return list(ray.get([a.ready.remote() for a in self.actors], timeout=timeout))
 
 
+def kill_actors(actors: Sequence[Any]) -> None:
+    """Kill these actors (no restart); those already gone are skipped."""
+    for actor in actors:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # already gone
+            pass
+
+
+def start_actors(
+    spec: PoolSpec,
+    *,
+    factory: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> list[ActorHandle[Any]]:
+    """Create the ``spec.pool_size`` named pool actors; do not wait for them."""
+    actors: list[ActorHandle[Any]] = []
+    try:
+        for i in range(spec.pool_size):
+            named = {**options, "name": spec.actor_name(i), "namespace": NAMESPACE}
+            actors.append(bind_options(_RemotePoolActor, named).remote(i, factory, args, kwargs))
+    except BaseException:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        raise
+    return actors
+
+
+def new_spec(pool_size: int, pool: str = "") -> PoolSpec:
+    """The names of a new run (with the actors of ``pool``, if given)."""
+    return PoolSpec(f"run-{uuid.uuid4().hex[:12]}", pool_size, pool)
+
+
+def start_ledger(spec: PoolSpec) -> Any:
+    """Create the run's ledger; do not wait for it."""
+    return _RemoteLedger.options(
+        name=spec.ledger_name, namespace=NAMESPACE, num_cpus=0, max_restarts=0
+    ).remote(spec.pool_size)
+
+
 def start_pool(
     *,
     pool_size: int,
-    mode: str,
-    target: Target,
     factory: Callable[..., Any],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
@@ -224,26 +287,16 @@ def start_pool(
     The actors are named at once, so senders can find them and queue calls while they
     start: the Spark side of a run gets going in the meantime.
     """
-    spec = PoolSpec(f"run-{uuid.uuid4().hex[:12]}", pool_size)
-    ledger: Any = _RemoteLedger.options(
-        name=spec.ledger_name, namespace=NAMESPACE, num_cpus=0, max_restarts=0
-    ).remote(pool_size)
-    actors = []
+    spec = new_spec(pool_size)
+    ledger = start_ledger(spec)
     try:
-        for i in range(pool_size):
-            named = {**options, "name": spec.actor_name(i), "namespace": NAMESPACE}
-            actors.append(
-                bind_options(_RemotePoolActor, named).remote(
-                    spec, i, mode, target, factory, args, kwargs
-                )
-            )
+        actors = start_actors(spec, factory=factory, args=args, kwargs=kwargs, options=options)
         return Pool(
             spec, actors, ledger, factory=factory, options=options,
             ready_timeout_s=ready_timeout_s,
         )  # fmt: skip
     except BaseException:
-        for actor in [*actors, ledger]:
-            ray.kill(actor, no_restart=True)
+        ray.kill(ledger, no_restart=True)
         raise
 
 

@@ -65,6 +65,7 @@ class RunSettings:
     ready_timeout_s: float
     num_partitions: int | None
     key_affinity: bool = True
+    shared: Any = None  # a BridgePool whose actors the run uses (and does not stop)
 
 
 class _Watcher:
@@ -169,7 +170,7 @@ def _executor_transport(df: Any, settings: RunSettings, pool: Pool, group: str) 
     plan = ExecutorPlan(
         RunPlan(
             pool.spec, settings.mode, settings.key_names, settings.batch_size,
-            settings.max_in_flight, settings.key_affinity,
+            settings.max_in_flight, settings.target, settings.key_affinity,
         ),
         address,
         driver_auth(),
@@ -201,6 +202,7 @@ def _driver_transport(df: Any, settings: RunSettings, table: Any, pool: Pool) ->
         settings.key_names,
         settings.batch_size,
         settings.max_in_flight,
+        settings.target,
         settings.key_affinity,
     )
     results = list(
@@ -243,17 +245,18 @@ def _ledger_failure(pool: Pool) -> dict[str, Any] | None:
 def run(df: Any, settings: RunSettings, stats: BridgeStats | None) -> Any:
     """Run the validated call; return the result DataFrame (materialised)."""
     began = time.monotonic()
-    # The actors start while Spark does its part (collect, or the job's first tasks).
-    pool = start_pool(
-        pool_size=settings.pool_size,
-        mode=settings.mode,
-        target=settings.target,
-        factory=settings.factory,
-        args=settings.args,
-        kwargs=settings.kwargs,
-        options=settings.actor_options,
-        ready_timeout_s=settings.ready_timeout_s,
-    )
+    if settings.shared is not None:
+        pool = settings.shared._run_pool()  # its actors, this run's ledger
+    else:
+        # The actors start while Spark does its part (collect, or the job's first tasks).
+        pool = start_pool(
+            pool_size=settings.pool_size,
+            factory=settings.factory,
+            args=settings.args,
+            kwargs=settings.kwargs,
+            options=settings.actor_options,
+            ready_timeout_s=settings.ready_timeout_s,
+        )
     summary: dict[str, Any] | None = None
     try:
         if settings.transport == "driver":

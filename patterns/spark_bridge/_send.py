@@ -24,6 +24,7 @@ from patterns.spark_bridge._errors import BridgeBatchError, BridgeError
 from patterns.spark_bridge._keys import GroupPacker, rebatch
 from patterns.spark_bridge._ledger import Done
 from patterns.spark_bridge._pool import PoolSpec
+from patterns.spark_bridge._schema import Target
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -46,6 +47,7 @@ class RunPlan:
     key_names: tuple[str, ...]
     batch_size: int
     max_in_flight: int
+    target: Target  # the output schema, checked in the actor
     affinity: bool = True  # groups: each key to actor_for_key(key); else the least loaded
 
 
@@ -203,6 +205,7 @@ def send_all(
     )
     reports = _Reports(ledger, connected=connected)
     method = "run_batch" if plan.mode == "batches" else "run_groups"
+    run = (plan.spec.ledger_name, plan.target)  # every call names its run (see PoolActor)
 
     def collect(finished: Finished[Call]) -> pa.Table:
         table = _result(finished, ledger)
@@ -214,7 +217,7 @@ def send_all(
     for call, actor, args in _calls(plan, batches, partition):
 
         def send(chosen: int, args: tuple[Any, ...] = args) -> Any:
-            return getattr(actors[chosen], method).remote(*args)
+            return getattr(actors[chosen], method).remote(*run, *args)
 
         for finished in dispatcher.send(actor, send, call):
             yield collect(finished)
