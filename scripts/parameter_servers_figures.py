@@ -108,20 +108,14 @@ def pull_push(report: dict[str, Any]) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for shards in sorted({int(i["shards"]) for i in infos}):
         rows = sorted((round(i["megabytes"]), i) for i in infos if int(i["shards"]) == shards)
-        left.plot(
-            [m for m, _ in rows],
-            [i["mb_per_s"] for _, i in rows],
-            "o-",
-            color=SHARD_COLORS.get(shards),
-            label=f"{shards} shard{'s' if shards > 1 else ''}",
-        )
-        right.plot(
-            [m for m, _ in rows],
-            [i["times_local_copy"] for _, i in rows],
-            "o-",
-            color=SHARD_COLORS.get(shards),
-            label=f"{shards} shard{'s' if shards > 1 else ''}",
-        )
+        for ax, metric in ((left, "mb_per_s"), (right, "times_local_copy")):
+            ax.plot(
+                [m for m, _ in rows],
+                [i[metric] for _, i in rows],
+                "o-",
+                color=SHARD_COLORS.get(shards),
+                label=f"{shards} shard{'s' if shards > 1 else ''}",
+            )
     floor = {round(i["megabytes"]): i["local_copy_mb_per_s"] for i in infos}
     left.plot(sizes, [floor[m] for m in sizes], "k--", label="local numpy copy")
     for ax in (left, right):
