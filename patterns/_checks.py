@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "check_bool",
@@ -178,3 +179,22 @@ def check_bool(name: str, value: object) -> bool:
         msg = f"'{name}' must be a bool, got {describe(value)}"
         raise TypeError(msg)
     return value
+
+
+def check_constructor_args(
+    args_name: str, args: object, kwargs_name: str, kwargs: object
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Arguments for a class the library instantiates later: a sequence and a str-keyed dict.
+
+    >>> check_constructor_args("args", [1], "kwargs", None)
+    ((1,), {})
+    """
+    if not isinstance(args, Sequence) or isinstance(args, str | bytes):
+        msg = f"'{args_name}' must be a tuple or list, got {describe(args)}"
+        raise TypeError(msg)
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        msg = f"'{kwargs_name}' must be a dict with str keys or None, got {describe(kwargs)}"
+        raise TypeError(msg)
+    return tuple(args), dict(kwargs)

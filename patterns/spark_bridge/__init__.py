@@ -45,6 +45,7 @@ from patterns._actors import check_actor_options
 from patterns._checks import (
     check_bool,
     check_choice,
+    check_constructor_args,
     check_int,
     check_name,
     check_positive_float,
@@ -132,15 +133,7 @@ def _check_ray_connected() -> None:
 def _check_actor_arguments(
     actor_args: object, actor_kwargs: object
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if not isinstance(actor_args, Sequence) or isinstance(actor_args, str | bytes):
-        msg = f"'actor_args' must be a tuple or list, got {describe(actor_args)}"
-        raise TypeError(msg)
-    if actor_kwargs is None:
-        actor_kwargs = {}
-    if not isinstance(actor_kwargs, Mapping) or not all(isinstance(k, str) for k in actor_kwargs):
-        msg = f"'actor_kwargs' must be a dict of str keys or None, got {describe(actor_kwargs)}"
-        raise TypeError(msg)
-    return tuple(actor_args), dict(actor_kwargs)
+    return check_constructor_args("actor_args", actor_args, "actor_kwargs", actor_kwargs)
 
 
 def _check_pool_options(actor_options: object) -> dict[str, Any]:

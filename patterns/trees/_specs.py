@@ -21,6 +21,7 @@ from patterns._actors import bind_options, check_actor_options
 from patterns._checkpointer import check_store
 from patterns._checks import (
     check_choice,
+    check_constructor_args,
     check_int,
     check_name,
     check_positive_float,
@@ -115,15 +116,7 @@ def _check_child_actor_options(actor_options: object, remote: ActorClass[Any]) -
 
 
 def _check_args(args: object, kwargs: object) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    if not isinstance(args, Sequence) or isinstance(args, str | bytes):
-        msg = f"'args' must be a tuple or list of constructor arguments, got {describe(args)}"
-        raise TypeError(msg)
-    if kwargs is None:
-        kwargs = {}
-    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
-        msg = f"'kwargs' must be a dict with str keys or None, got {describe(kwargs)}"
-        raise TypeError(msg)
-    return tuple(args), dict(kwargs)
+    return check_constructor_args("args", args, "kwargs", kwargs)
 
 
 class ChildSpec:
