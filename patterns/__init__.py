@@ -3,6 +3,11 @@
 Each pattern family is a module, and its public names are re-exported here, so
 ``from patterns import Counter, ShardedCounter, DirectoryStore`` works.
 
+A name's module is imported when the name is first used, not when ``patterns`` is:
+``from patterns import Counter`` loads the counters alone, and a Ray worker that runs a
+counter's actor never imports scikit-learn or the Spark bridge. The launcher shares the
+argument checks (``patterns._checks``) without loading any family.
+
 Nothing here imports ``launcher`` or ``pyspark``: the patterns run on any Ray cluster.
 """
 
@@ -11,60 +16,130 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from patterns.agents import (
-    Agent,
-    AgentPopulation,
-    AgentReplicas,
-    BanditHistory,
-    ContextualBanditEnv,
-    LearningAgent,
-    LinUCBAgent,
-    PolicyHistory,
-    RandomAgent,
-    RolloutWorker,
-    ThompsonSamplingAgent,
-    run_bandit,
-    train_policy,
-)
-from patterns.checkpointing import Checkpoint, CheckpointStore, DirectoryStore, RayKVStore
-from patterns.counters import Counter, ShardedCounter
-from patterns.parameter_servers import (
-    GradientModel,
-    GradientWorker,
-    ParameterServer,
-    SoftmaxRegression,
-    TrainingEvent,
-    TrainingHistory,
-    TrainingRecord,
-    train,
-)
-from patterns.spark_bridge import (
-    BridgeBatchError,
-    BridgeError,
-    BridgePool,
-    BridgeSchemaError,
-    BridgeStats,
-    actor_for_key,
-    map_batches_with_actors,
-    map_groups_with_actors,
-)
-from patterns.trees import (
-    ChildSpec,
-    Supervisor,
-    SupervisorSpec,
-    divide_and_conquer,
-    exit_normally,
-    tree_reduce,
-)
-
 if TYPE_CHECKING:
-    from patterns.parameter_servers import ParameterServerClassifier
+    from patterns.agents import (
+        Agent,
+        AgentPopulation,
+        AgentReplicas,
+        BanditHistory,
+        ContextualBanditEnv,
+        LearningAgent,
+        LinUCBAgent,
+        PolicyHistory,
+        RandomAgent,
+        RolloutWorker,
+        ThompsonSamplingAgent,
+        run_bandit,
+        train_policy,
+    )
+    from patterns.checkpointing import (
+        Checkpoint,
+        CheckpointStore,
+        DirectoryStore,
+        RayKVStore,
+    )
+    from patterns.counters import (
+        Counter,
+        ShardedCounter,
+    )
+    from patterns.errors import (
+        ActorLostError,
+        CallTimeoutError,
+        FacadeClosedError,
+        PatternError,
+        RemoteCallError,
+    )
+    from patterns.parameter_servers import (
+        GradientModel,
+        GradientWorker,
+        ParameterServer,
+        ParameterServerClassifier,
+        SoftmaxRegression,
+        TrainingEvent,
+        TrainingHistory,
+        TrainingRecord,
+        train,
+    )
+    from patterns.spark_bridge import (
+        BridgeBatchError,
+        BridgeError,
+        BridgePool,
+        BridgeSchemaError,
+        BridgeStats,
+        actor_for_key,
+        map_batches_with_actors,
+        map_groups_with_actors,
+    )
+    from patterns.trees import (
+        ChildSpec,
+        Supervisor,
+        SupervisorSpec,
+        divide_and_conquer,
+        exit_normally,
+        tree_reduce,
+    )
 
-# Names whose module is imported on first use: they pull in scikit-learn (seconds of
-# CPU), which the actor processes that import `patterns` to run a shard never need.
-_LAZY = {"ParameterServerClassifier": "patterns.parameter_servers"}
+# Where each public name lives (tests/test_patterns_api.py checks this against each
+# family's __all__).
+_MODULES: dict[str, tuple[str, ...]] = {
+    "patterns.agents": (
+        "Agent",
+        "AgentPopulation",
+        "AgentReplicas",
+        "BanditHistory",
+        "ContextualBanditEnv",
+        "LearningAgent",
+        "LinUCBAgent",
+        "PolicyHistory",
+        "RandomAgent",
+        "RolloutWorker",
+        "ThompsonSamplingAgent",
+        "run_bandit",
+        "train_policy",
+    ),
+    "patterns.checkpointing": ("Checkpoint", "CheckpointStore", "DirectoryStore", "RayKVStore"),
+    "patterns.counters": ("Counter", "ShardedCounter"),
+    "patterns.errors": (
+        "ActorLostError",
+        "CallTimeoutError",
+        "FacadeClosedError",
+        "PatternError",
+        "RemoteCallError",
+    ),
+    "patterns.parameter_servers": (
+        "GradientModel",
+        "GradientWorker",
+        "ParameterServer",
+        "ParameterServerClassifier",
+        "SoftmaxRegression",
+        "TrainingEvent",
+        "TrainingHistory",
+        "TrainingRecord",
+        "train",
+    ),
+    "patterns.spark_bridge": (
+        "BridgeBatchError",
+        "BridgeError",
+        "BridgePool",
+        "BridgeSchemaError",
+        "BridgeStats",
+        "actor_for_key",
+        "map_batches_with_actors",
+        "map_groups_with_actors",
+    ),
+    "patterns.trees": (
+        "ChildSpec",
+        "Supervisor",
+        "SupervisorSpec",
+        "divide_and_conquer",
+        "exit_normally",
+        "tree_reduce",
+    ),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
+    "ActorLostError",
     "Agent",
     "AgentPopulation",
     "AgentReplicas",
@@ -74,21 +149,25 @@ __all__ = [
     "BridgePool",
     "BridgeSchemaError",
     "BridgeStats",
+    "CallTimeoutError",
     "Checkpoint",
     "CheckpointStore",
     "ChildSpec",
     "ContextualBanditEnv",
     "Counter",
     "DirectoryStore",
+    "FacadeClosedError",
     "GradientModel",
     "GradientWorker",
     "LearningAgent",
     "LinUCBAgent",
     "ParameterServer",
     "ParameterServerClassifier",
+    "PatternError",
     "PolicyHistory",
     "RandomAgent",
     "RayKVStore",
+    "RemoteCallError",
     "RolloutWorker",
     "ShardedCounter",
     "SoftmaxRegression",
@@ -111,7 +190,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+    module = _WHERE.get(name)
+    if module is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

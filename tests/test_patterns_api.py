@@ -34,6 +34,9 @@ def test_all_lists_exactly_the_families_public_names() -> None:
         assert hasattr(module, "__all__"), f"{name} must declare __all__"
         expected |= set(module.__all__)
     assert set(exported) == expected
+    # The lazy loader knows where each name lives, and nothing else.
+    for module, names in patterns._MODULES.items():
+        assert set(names) == set(importlib.import_module(module).__all__), module
     for name in exported:
         assert getattr(patterns, name) is not None
         assert not name.startswith("_")
@@ -90,3 +93,35 @@ def test_import_never_pulls_in_pyspark_or_launcher() -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(report["patterns"]).resolve().is_relative_to(ROOT)
     assert report["banned"] == []
+
+
+def test_launcher_imports_no_pattern_family() -> None:
+    """Every launcher module imports in a clean interpreter without any pattern family.
+
+    The launcher shares only the argument checks (``patterns._checks``); the demo's
+    pattern steps (``patterns._tour``) are imported when the demo runs, not before.
+    """
+    code = textwrap.dedent(
+        """
+        import importlib, json, pkgutil, sys
+        sys.path.insert(0, sys.argv[1])
+        import launcher
+        for m in pkgutil.walk_packages(launcher.__path__, "launcher."):
+            importlib.import_module(m.name)
+        families = sorted(
+            name for name in sys.modules
+            if name.startswith("patterns.") and not name.split(".")[1].startswith("_")
+        )
+        print(json.dumps({"families": families, "tour": "patterns._tour" in sys.modules}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"families": [], "tour": False}

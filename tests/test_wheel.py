@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -34,8 +35,16 @@ def _source_modules() -> set[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes build/ and *.egg-info/ next to the sources.
+    source = tmp_path_factory.mktemp("source")
+    for package in ("patterns", "launcher"):
+        shutil.copytree(
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
     subprocess.run(
-        [str(UV), "build", "--wheel", "--out-dir", str(out), "--quiet", str(ROOT)],
+        [str(UV), "build", "--wheel", "--out-dir", str(out), "--quiet", str(source)],
         check=True,
         timeout=TIMEOUT,
         env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},

@@ -8,8 +8,6 @@ import tempfile
 import time
 from typing import Any
 
-from launcher._cluster import RayOnSpark
-
 
 def _race(rounds: int) -> None:
     from patterns import ContextualBanditEnv, LinUCBAgent, RandomAgent, run_bandit
@@ -69,7 +67,7 @@ def _survive(rounds: int) -> None:
             agent.kill()
 
 
-def step(cluster: RayOnSpark, *, quick: bool) -> None:
+def step(spark: Any, *, quick: bool) -> None:
     """A short bandit race, then a learning agent that survives a SIGKILL."""
     _race(500 if quick else 3_000)
     print("Ray logs the kill below as a worker that 'died unexpectedly': that is our SIGKILL")

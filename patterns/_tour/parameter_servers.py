@@ -7,10 +7,9 @@ import signal
 import tempfile
 import threading
 import time
+from typing import Any
 
 import numpy as np
-
-from launcher._cluster import RayOnSpark
 
 TITLE = "Parameter server: a shard killed in the middle of training"
 
@@ -28,7 +27,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return scaler.transform(X_train), y_train, scaler.transform(X_test), y_test
 
 
-def step(cluster: RayOnSpark, *, quick: bool) -> None:
+def step(spark: Any, *, quick: bool) -> None:
     """Train softmax regression on digits over 2 shards and 2 workers; kill shard 1 midway."""
     from patterns import DirectoryStore, GradientWorker, ParameterServer, SoftmaxRegression, train
 

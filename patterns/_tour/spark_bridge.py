@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+TITLE = "Spark bridge: a forecast per (store, item)"
 STORES, ITEMS, DAYS, HORIZON = 3, 2, 28, 7
 
 
@@ -25,13 +26,12 @@ class _TrendForecaster:
         )
 
 
-def step(cluster: Any, *, quick: bool) -> None:
+def step(spark: Any, *, quick: bool) -> None:
     """Forecast 7 days for each (store, item) of a generated sales table; print and check."""
     from pyspark.sql import functions as F
 
     from patterns import BridgeStats, map_groups_with_actors
 
-    spark = cluster.spark
     # Units grow by (item + 1) per day from a base of 10 per store: an exact line.
     sales = spark.range(STORES * ITEMS * DAYS).select(
         F.concat(F.lit("store-"), (F.col("id") % STORES).cast("string")).alias("store"),

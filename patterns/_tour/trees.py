@@ -43,9 +43,9 @@ def _show(tree: dict[str, Any], depth: int = 0) -> list[str]:
     return lines
 
 
-def step(cluster: object, *, quick: bool) -> None:
+def step(spark: Any, *, quick: bool) -> None:
     """Start a two-level tree, SIGKILL one leaf, print the tree before and after."""
-    del cluster, quick  # the same small tree either way
+    del spark, quick  # the same small tree either way
     import ray.cloudpickle
 
     from patterns import ChildSpec, DirectoryStore, Supervisor, SupervisorSpec
