@@ -19,6 +19,7 @@ import ray
 from ray import ObjectRef
 from ray.actor import ActorClass, ActorHandle
 
+from patterns._calls import MAX_TASK_RETRIES
 from patterns._checks import check_name, describe
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "bind_options",
     "check_actor_options",
     "check_kind",
+    "check_naming",
     "get_named_actor",
     "make_actor",
     "rebuild",
@@ -35,10 +37,12 @@ __all__ = [
 ]
 
 # Defaults for actors whose state is checkpointed: restart forever and retry calls that
-# were in flight when the process died. Retries are safe because calls carry request
-# ids (see patterns._requests) and the actor restores its state from the store in
-# __init__.
-RESTARTABLE_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": -1}
+# were in flight when the process died, a few times. Retries are safe because calls
+# carry request ids (see patterns._requests) and the actor restores its state from the
+# store in __init__. The count is finite so that a call that crashes its actor on every
+# attempt (a poison call) fails with ActorLostError instead of hanging its caller; the
+# actor, restarted, serves the other calls (patterns._calls.MAX_TASK_RETRIES).
+RESTARTABLE_OPTIONS: dict[str, Any] = {"max_restarts": -1, "max_task_retries": MAX_TASK_RETRIES}
 
 # How long a facade waits for an actor's describe() when attaching.
 DESCRIBE_TIMEOUT_S = 60.0
@@ -61,7 +65,7 @@ def check_actor_options(
 
     Examples:
         >>> check_actor_options({"num_cpus": 0}, defaults=RESTARTABLE_OPTIONS)
-        {'max_restarts': -1, 'max_task_retries': -1, 'num_cpus': 0}
+        {'max_restarts': -1, 'max_task_retries': 3, 'num_cpus': 0}
     """
     if actor_options is None:
         actor_options = {}
@@ -82,6 +86,42 @@ def check_actor_options(
     if "name" in options:
         check_name("actor_options['name']", options["name"])
     return options
+
+
+def check_naming(
+    name: object, namespace: object, options: Mapping[str, Any], *, facade: str
+) -> tuple[str | None, str | None]:
+    """Validate a facade's ``name=`` and ``namespace=``; refuse them inside ``actor_options``.
+
+    Every facade names its actors one way: ``name=`` (and ``namespace=``) on the facade.
+    A facade with several actors names each ``{name}/{member}`` (``hits/shard-0-of-4``).
+
+    Examples:
+        >>> check_naming("hits", None, {}, facade="Counter")
+        ('hits', None)
+        >>> check_naming(None, None, {"name": "hits"}, facade="Counter")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'actor_options' may not set 'name': pass name='hits' to Counter(...)
+    """
+    for key in ("name", "namespace"):
+        if key in options:
+            msg = (
+                f"'actor_options' may not set {key!r}: pass {key}={options[key]!r} to {facade}(...)"
+            )
+            raise ValueError(msg)
+    checked_name = None if name is None else check_name("name", name)
+    checked_namespace = None if namespace is None else check_name("namespace", namespace)
+    if checked_namespace is not None and checked_name is None:
+        msg = f"'namespace' only applies to a named {facade}: pass name= too"
+        raise ValueError(msg)
+    if options.get("get_if_exists") and checked_name is None:
+        msg = "'actor_options' sets get_if_exists=True without a name: pass name= too"
+        raise ValueError(msg)
+    if options.get("lifetime") == "detached" and checked_name is None:
+        msg = "'actor_options' sets lifetime='detached' without a name: pass name= too"
+        raise ValueError(msg)
+    return checked_name, checked_namespace
 
 
 def bind_options(remote_cls: ActorClass[Any], options: Mapping[str, Any]) -> Any:
@@ -155,13 +195,16 @@ def attach_named(
     return actor, info
 
 
-def rebuild(cls: type[F], *state: Any) -> F:
+def rebuild(cls: type[F], *state: Any, owned: bool = False) -> F:
     """Make a facade of ``cls`` around existing actors: ``cls._setup(*state)`` without ``__init__``.
 
     ``__init__`` validates arguments and creates actors; a facade made for an actor
     that exists already (``attach``, or a pickled copy arriving in a task) must skip
-    both, and set itself up from the actor handles alone.
+    both, and set itself up from the actor handles alone. Such a facade does not own
+    the actors (its ``close()`` releases them) unless ``owned`` says so.
     """
     facade = cls.__new__(cls)
     facade._setup(*state)  # type: ignore[attr-defined]
+    if hasattr(facade, "_facade_owned"):
+        facade._facade_owned = owned
     return facade

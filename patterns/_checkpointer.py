@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from patterns._checks import check_int, check_name, describe
 from patterns.checkpointing import Checkpoint, CheckpointStore
 
-__all__ = ["Checkpointer", "check_store", "check_store_args", "default_key"]
+__all__ = ["Checkpointer", "check_store", "check_store_args", "default_key", "member_key"]
 
 
 def check_store(store: object) -> CheckpointStore | None:
@@ -87,6 +87,22 @@ def default_key(key: object, options: Mapping[str, Any], prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
+def member_key(key: str, member: str) -> str:
+    """The checkpoint key of one actor of a multi-actor facade: ``{key}/{member}``.
+
+    The one layout of every family: a facade's ``key`` is a prefix, and each of its
+    actors saves under it with the member's name: ``shard-{i}-of-{n}`` for shards,
+    ``replica-{i}-of-{n}`` for replicas, a child's name for a supervisor's children.
+    Counting the members in the name keeps a 4-shard checkpoint from restoring into a
+    2-shard facade by mistake.
+
+    Examples:
+        >>> member_key("hits", "shard-0-of-4")
+        'hits/shard-0-of-4'
+    """
+    return f"{key}/{member}"
+
+
 class Checkpointer:
     """Actor-side helper: restore once at start, then save every ``every`` changes.
 
@@ -117,11 +133,24 @@ class Checkpointer:
         """True when there is a store to save to."""
         return self.store is not None
 
-    def restore(self) -> Checkpoint | None:
-        """Load the newest snapshot (None without a store or without one saved)."""
+    def restore(self, legacy_keys: Sequence[str] = ()) -> Checkpoint | None:
+        """Load the newest snapshot (None without a store or without one saved).
+
+        Args:
+            legacy_keys: Keys an older layout saved the same state under, newest layout
+                first. When ``key`` holds nothing, the first of them that holds a
+                snapshot restores, and that snapshot is saved under ``key`` at once (the
+                old key is left as it was), so later saves continue from it.
+        """
         if self.store is None:
             return None
         found = self.store.load(self.key)
+        if found is None:
+            for old in legacy_keys:
+                found = self.store.load(old)
+                if found is not None:
+                    self.store.save(self.key, found.state, found.version)
+                    break
         if found is not None:
             self.version = found.version
         return found

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "check_array",
     "check_bool",
     "check_choice",
     "check_int",
@@ -198,3 +199,78 @@ def check_constructor_args(
         msg = f"'{kwargs_name}' must be a dict with str keys or None, got {describe(kwargs)}"
         raise TypeError(msg)
     return tuple(args), dict(kwargs)
+
+
+def check_array(
+    name: str,
+    value: object,
+    *,
+    ndim: int | None = None,
+    shape: Sequence[int | None] | None = None,
+    finite: bool = True,
+) -> Any:
+    """Return ``value`` as a float64 NumPy array of real numbers, or raise naming ``name``.
+
+    The one rule for array arguments in every family:
+
+    - a NumPy array, or a (nested) list/tuple of numbers; anything else (a str, a dict,
+      a set) is a ``TypeError``;
+    - a ragged nested list is a ``ValueError`` (the values are fine, the shape is not);
+    - the dtype must be int, unsigned or float: bool is refused (``TypeError``), as a bool
+      scalar is by `check_int`, because ``True`` is not a measurement (convert it with
+      ``.astype(float)`` if it is one); complex, str and object dtypes are refused too;
+    - ``ndim`` and ``shape`` (None entries match any size) are ``ValueError``s;
+    - with ``finite`` (the default), NaN or infinity is a ``ValueError`` naming the index.
+
+    Examples:
+        >>> check_array("context", [1, 2.5], ndim=1)
+        array([1. , 2.5])
+        >>> check_array("X", [[1, 2], [3]])
+        Traceback (most recent call last):
+        ...
+        ValueError: 'X' must be a rectangular array of numbers, got a ragged nested list
+        >>> check_array("X", [True, False])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: 'X' must hold int or float numbers, got an array of bool: convert it ...
+    """
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        array = value
+    elif isinstance(value, str | bytes) or not isinstance(value, Sequence | np.generic):
+        msg = f"'{name}' must be an array of numbers, got {describe(value)}"
+        raise TypeError(msg)
+    else:
+        try:
+            array = np.asarray(value)
+        except ValueError:
+            msg = f"'{name}' must be a rectangular array of numbers, got a ragged nested list"
+            raise ValueError(msg) from None
+    if array.dtype.kind == "b":
+        msg = (
+            f"'{name}' must hold int or float numbers, got an array of bool: "
+            "convert it with .astype(float)"
+        )
+        raise TypeError(msg)
+    if array.dtype.kind not in "iuf":
+        msg = f"'{name}' must hold int or float numbers, got an array of dtype {array.dtype}"
+        raise TypeError(msg)
+    if ndim is not None and array.ndim != ndim:
+        msg = f"'{name}' must be a {ndim}-D array, got {array.ndim}-D with shape {array.shape}"
+        raise ValueError(msg)
+    if shape is not None:
+        fits = len(shape) == array.ndim and all(
+            want is None or want == got for want, got in zip(shape, array.shape, strict=True)
+        )
+        if not fits:
+            wanted = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+            msg = f"'{name}' must have shape {wanted}, got {array.shape}"
+            raise ValueError(msg)
+    array = array.astype(np.float64, copy=False)
+    if finite and not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0]
+        where = ", ".join(str(int(i)) for i in bad)
+        msg = f"'{name}' must hold finite numbers, got {array[tuple(bad)]!r} at index [{where}]"
+        raise ValueError(msg)
+    return array

@@ -17,7 +17,23 @@ import itertools
 import secrets
 from collections.abc import Mapping
 
-__all__ = ["RequestIds", "RequestLog", "new_client_id"]
+__all__ = ["Request", "RequestIds", "RequestLog", "as_request", "new_client_id"]
+
+Request = tuple[int, int] | None
+"""A request id as actors receive it: ``(client, seq)``, or None for an unnumbered call."""
+
+
+def as_request(client: int | None, seq: int | None) -> Request:
+    """The request id an actor method got as two optional arguments (None if unnumbered).
+
+    Facades send ``(client, seq)`` only when the actor has a store: without one there is
+    nothing to deduplicate against (a restarted actor starts over anyway).
+
+    Examples:
+        >>> as_request(7, 1), as_request(None, None)
+        ((7, 1), None)
+    """
+    return None if client is None or seq is None else (client, seq)
 
 
 def new_client_id() -> int:

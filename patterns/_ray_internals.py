@@ -1,0 +1,118 @@
+"""Every non-public Ray API the patterns rely on, in one place, each with the reason.
+
+The patterns otherwise use only Ray's public API, so they run on any Ray in the declared
+range. When Ray changes one of these, this module is the only place to fix
+(``tests/test_ray_internals.py`` fails first). The launcher keeps its own list
+(``launcher/_internals.py``): it relies on Ray on Spark's internals, which the patterns
+never touch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = [
+    "actor_id_hex",
+    "actor_table_ids",
+    "plain_class_of",
+    "refresh_auth_config",
+    "token_auth_enabled",
+    "token_from_loader",
+]
+
+
+def actor_id_hex(handle: Any) -> str:
+    """The hex id of the actor behind ``handle``.
+
+    Why: error messages and ``repr`` name an unnamed actor by its id; handles expose it
+    only as the private ``_actor_id`` (``ray.get_runtime_context().get_actor_id()`` gives
+    it only inside the actor).
+    """
+    return str(handle._actor_id.hex())
+
+
+def plain_class_of(actor_class: Any) -> type:
+    """The user's class behind a ``@ray.remote`` actor class.
+
+    Why: the trees and the Spark bridge accept either a plain class or a Ray actor
+    class and must check the plain class's methods before starting anything; Ray keeps
+    it only in ``__ray_metadata__``.
+    """
+    modified = actor_class.__ray_metadata__.modified_class
+    plain: type = getattr(modified, "__ray_actor_class__", modified)
+    return plain
+
+
+def refresh_auth_config() -> None:
+    """Make this process re-read ``RAY_AUTH_*`` (Ray caches the mode and the token).
+
+    Why: a Spark Python worker may have connected to another cluster before (a second
+    launch in the same worker brings a new token). Ray without these hooks (older than
+    2.55) has no token auth and caches nothing, so there is nothing to refresh.
+    """
+    try:
+        from ray._raylet import (  # type: ignore[attr-defined]
+            AuthenticationTokenLoader,
+            Config,
+        )
+    except ImportError:
+        return
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def token_auth_enabled() -> bool | None:
+    """Whether this process uses token auth, as Ray decided it (None: this Ray cannot say).
+
+    Why: Ray decides from ``RAY_AUTH_MODE`` and its config file; the bridge must pass
+    the same choice to the Spark Python workers that connect on its behalf.
+    """
+    try:
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+    except ImportError:
+        return None
+    return bool(is_token_auth_enabled())
+
+
+def token_from_loader() -> str | None:
+    """The token this process authenticates with, from Ray's loader (None if it has none).
+
+    Why: a driver that connected with a token file (``RAY_AUTH_TOKEN_PATH``) or
+    ``~/.ray/auth_token`` has no ``RAY_AUTH_TOKEN`` variable to forward.
+    """
+    try:
+        from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
+
+        token = AuthenticationTokenLoader.instance().get_raw_token(ignore_auth_mode=True)
+    except Exception:
+        path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+        if path and os.path.exists(path):
+            with open(path) as handle:
+                return handle.read().strip() or None
+        return None
+    return str(token) if token else None
+
+
+def actor_table_ids() -> set[str]:
+    """The ids of every actor the cluster's control store knows (alive or dead).
+
+    Why: `patterns.testing.check_facade` checks that a refused call started no actor; the
+    state API (``ray.util.state``) needs the dashboard, which the launcher leaves off,
+    while the GCS actor table answers on any cluster.
+    """
+    from ray._private import state
+
+    table: dict[str, Any] = state.actors()
+    return set(table)
+
+
+def actor_states(ids: set[str]) -> dict[str, str]:
+    """The GCS state (``ALIVE``, ``RESTARTING``, ``DEAD``...) of each actor id in ``ids``.
+
+    Why: see `actor_table_ids`.
+    """
+    from ray._private import state
+
+    table: dict[str, Any] = state.actors()
+    return {actor_id: str(table[actor_id]["State"]) for actor_id in ids if actor_id in table}
