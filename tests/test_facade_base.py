@@ -20,6 +20,7 @@ from patterns._actors import check_actor_options, make_actor, rebuild, restartab
 from patterns._calls import DEFAULT
 from patterns._checks import check_int
 from patterns._facade import ActorFacade, check_facade_timeout
+from patterns._sharded import ShardedFacade
 from patterns._stateful import StatefulActor
 from patterns.checkpointing import DirectoryStore
 from patterns.errors import CallTimeoutError, FacadeClosedError
@@ -226,3 +227,46 @@ def test_a_checkpoint_under_an_old_key_restores_and_moves_to_the_new_key(
         tally.close()
         assert store.load("t").state == 42  # saved under the new key
         assert store.load("old-t").state == 41  # the old one is left as it was
+
+
+class ShardedTally(ShardedFacade):
+    """Two tallies as shards of one facade (a fixture for the sharded base)."""
+
+    def __init__(self, *, n_shards: int, name: str | None = None, store: Any = None) -> None:
+        options = check_actor_options(None, defaults=restartable_defaults(store))
+        shards = self._start_shards(
+            _RemoteTally,
+            options,
+            n_shards,
+            lambda index, key: (0, store, key),
+            name=name,
+            namespace=None,
+            key="tallies" if store is not None else None,
+        )
+        self._setup(shards, name, True)
+
+    def _setup(self, shards: list[Any], name: str | None, owned: bool) -> None:
+        key = "tallies" if name else None
+        self._setup_shards(shards, key=key, name=name, namespace=None, owned=owned, timeout=60.0)
+
+    @classmethod
+    def attach(cls, name: str) -> ShardedTally:
+        shards, _ = cls._find_shards(name, None, kind="Tally")
+        return rebuild(cls, shards, name, False)
+
+    def __repr__(self) -> str:
+        return f"ShardedTally(n_shards={self.n_shards})"
+
+
+def test_sharded_members_are_named_and_keyed_with_their_count(ray_cluster: dict) -> None:
+    with tempfile.TemporaryDirectory() as path:
+        store = DirectoryStore(path)
+        with ShardedTally(n_shards=2, name="tallies-doc", store=store) as tallies:
+            ray.get([shard.add.remote(i + 1) for i, shard in enumerate(tallies.actors)])
+            attached = ShardedTally.attach("tallies-doc")
+            assert attached.n_shards == 2 and not attached.owned
+            assert ray.get([s.value.remote() for s in attached.actors]) == [1, 2]
+            assert tallies.checkpoint() == [2, 2]
+        assert store.load("tallies/shard-1-of-2").state == 2
+    with pytest.raises(ValueError, match="no live Tally named 'tallies-doc'"):
+        ShardedTally.attach("tallies-doc")
