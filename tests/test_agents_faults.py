@@ -162,6 +162,42 @@ def test_replicas_stay_exact_through_a_replica_crash(ray_cluster: dict, tmp_path
         replicas.kill()
 
 
+class _FullDisk(DirectoryStore):
+    """A real directory store whose saves fail, while a file ``FULL`` names their key.
+
+    It stands for a disk that fills up for a while: the write of a checkpoint raises
+    ``OSError`` inside the actor, then works again once space is freed.
+    """
+
+    def save(self, key: str, state: Any, version: int) -> None:
+        full = self.path / "FULL"
+        if full.exists() and key in full.read_text(encoding="utf-8").split():
+            raise OSError(28, "No space left on device (simulated)")
+        super().save(key, state, version)
+
+
+def test_a_failed_merge_is_reported_even_after_later_merges(
+    ray_cluster: dict, tmp_path: Path
+) -> None:
+    store = _FullDisk(tmp_path)
+    replicas = AgentReplicas(
+        lambda i: LinUCBAgent(3, 2, store=store, key=f"replica-{i}"), replicas=2, sync_every=2
+    )
+    x = [1.0, 0.0]
+    try:
+        replicas.receive_feedback(x, 0, 1.0, timeout=TIMEOUT)  # replica 0, saved
+        (tmp_path / "FULL").write_text("replica-0", encoding="utf-8")
+        replicas.receive_feedback(x, 1, 1.0, timeout=TIMEOUT)  # replica 1: merge 1 starts
+        replicas.agents[0].stats(timeout=TIMEOUT)  # queued behind replica 0's merge: it ran
+        (tmp_path / "FULL").unlink()  # space is back: later merges succeed
+        with pytest.raises(Exception, match="No space left on device"):
+            replicas.receive_feedback(x, 0, 1.0, timeout=TIMEOUT)
+            replicas.receive_feedback(x, 1, 1.0, timeout=TIMEOUT)  # merge 2 starts
+            replicas.sync(timeout=TIMEOUT)  # merge 3, and wait for it
+    finally:
+        replicas.kill()
+
+
 def test_killed_rollout_worker_is_replaced_and_training_goes_on(ray_cluster: dict) -> None:
     kills: list[int] = []
 
