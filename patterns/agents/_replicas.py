@@ -14,7 +14,7 @@ import ray
 from ray import ObjectRef
 from ray.util import list_named_actors
 
-from patterns._actors import actor_info, check_actor_options, check_naming, rebuild
+from patterns._actors import actor_info, rebuild
 from patterns._calls import DEFAULT, Timeout, get, stop_actors
 from patterns._checkpointer import check_store_args, default_key, member_key
 from patterns._checks import check_int, check_name, check_positive_float, describe
@@ -24,6 +24,7 @@ from patterns.agents._agents import (
     LinUCBAgent,
     ThompsonSamplingAgent,
     _LinearAgent,
+    check_options_and_naming,
     linear_params,
 )
 from patterns.agents._env import BanditHistory, ContextualBanditEnv, _rounds
@@ -233,11 +234,9 @@ class AgentReplicas(ActorFacade):
             store, key, checkpoint_every, what="AgentReplicas"
         )
         seconds = check_facade_timeout(timeout)
-        options = check_actor_options(actor_options)
-        checked_name, checked_namespace = check_naming(
-            name, namespace, options, facade="AgentReplicas"
+        options, checked_name, checked_namespace, naming = check_options_and_naming(
+            actor_options, name, namespace, defaults=None, facade="AgentReplicas"
         )
-        naming = {k: v for k, v in (("name", checked_name), ("namespace", checked_namespace)) if v}
         base_key = default_key(key, naming, "agent-replicas") if checked_store is not None else None
         legacy = _check_legacy_keys(legacy_keys, n, checked_store is not None)
         agents: list[_LinearAgent] = []

@@ -24,7 +24,7 @@ import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
 
-from patterns._actors import attach_named, check_actor_options, check_naming, make_actor, rebuild
+from patterns._actors import attach_named, check_actor_options, make_actor, rebuild
 from patterns._calls import DEFAULT, STOP_TIMEOUT_S, Timeout, stop_actors
 from patterns._checks import (
     check_int,
@@ -35,6 +35,7 @@ from patterns._checks import (
 )
 from patterns._facade import ActorFacade, check_facade_timeout
 from patterns._ray_internals import actor_id_hex
+from patterns.agents._agents import check_options_and_naming
 from patterns.errors import ActorLostError, CallTimeoutError
 
 __all__ = ["PolicyHistory", "RolloutWorker", "train_policy"]
@@ -173,11 +174,9 @@ class RolloutWorker(ActorFacade):
     ) -> None:
         env_id = check_name("env_id", env_id)
         seconds = check_facade_timeout(timeout)
-        options = check_actor_options(actor_options)
-        checked_name, checked_namespace = check_naming(
-            name, namespace, options, facade="RolloutWorker"
+        options, checked_name, checked_namespace, naming = check_options_and_naming(
+            actor_options, name, namespace, defaults=None, facade="RolloutWorker"
         )
-        naming = {k: v for k, v in (("name", checked_name), ("namespace", checked_namespace)) if v}
         actor = make_actor(_RemoteRolloutActor, {**options, **naming}, env_id)
         self._setup(actor, env_id, checked_name, checked_namespace, seconds)
 
@@ -498,7 +497,10 @@ def train_policy(
     limit = None if budget_s is None else check_positive_float("budget_s", budget_s)
     rollout_timeout_s = check_positive_float("rollout_timeout_s", rollout_timeout_s)
     options = check_actor_options(worker_options, defaults={"scheduling_strategy": "SPREAD"})
-    check_naming(None, None, options, facade="train_policy")
+    for naming in ("name", "namespace", "get_if_exists"):
+        if naming in options:
+            msg = f"'worker_options' may not set {naming!r}: the rollout workers are unnamed"
+            raise ValueError(msg)
     if on_iteration is not None and not callable(on_iteration):
         msg = f"'on_iteration' must be callable or None, got {describe(on_iteration)}"
         raise TypeError(msg)

@@ -65,7 +65,9 @@ def _poison(agent: Any, timeout: float | None) -> None:
 
 def _poison_population(population: AgentPopulation, timeout: float | None) -> None:
     population.receive_feedback(
-        [POISON, 0.0], {name: 0 for name in population}, {name: 1.0 for name in population},
+        [POISON, 0.0],
+        {name: 0 for name in population},
+        {name: 1.0 for name in population},
         timeout=timeout,
     )
 
