@@ -963,10 +963,9 @@ class LearningAgent(Agent):
     `patterns.ActorLostError` naming the agent and ``receive_feedback``; it was
     not applied, every acknowledged feedback stays applied once, and the restarted
     agent serves the other calls. With ``retrain_every > 1`` the input is
-    buffered first, and the call that trains the buffer is the one that fails
-    (as does every later one until the buffer is cleared): keep
-    ``retrain_every=1`` for an estimator that may crash on an input. Lifecycle
-    and timeouts: see `Agent`.
+    acknowledged into the buffer first, and every later call that trains the
+    buffer fails: keep ``retrain_every=1`` for an estimator that may crash on an
+    input. Lifecycle and timeouts: see `Agent`.
 
     Args:
         estimator: A scikit-learn estimator with ``partial_fit`` (not fitted: it
