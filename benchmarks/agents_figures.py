@@ -38,20 +38,20 @@ def bandit_race(rounds: int = 3_000) -> dict[str, Any]:
     )
 
     agents = {
-        "LinUCB (alpha 1)": lambda: LinUCBAgent(5, 10),
-        "Thompson sampling (alpha 1)": lambda: ThompsonSamplingAgent(5, 10, seed=0),
-        "LearningAgent, SGDRegressor, epsilon 0.1": lambda: LearningAgent(
-            SGDRegressor(), 5, seed=0
+        "LinUCB (alpha 1)": lambda: LinUCBAgent(n_actions=5, n_features=10),
+        "Thompson sampling (alpha 1)": lambda: ThompsonSamplingAgent(
+            n_actions=5, n_features=10, seed=0
         ),
-        "Random": lambda: RandomAgent(5, seed=0),
+        "LearningAgent, SGDRegressor, epsilon 0.1": lambda: LearningAgent(
+            SGDRegressor(), n_actions=5, seed=0
+        ),
+        "Random": lambda: RandomAgent(n_actions=5, seed=0),
     }
     curves = {}
     for name, make in agents.items():
-        agent = make()
-        history = run_bandit(
-            agent, ContextualBanditEnv(5, 10, seed=0), rounds=rounds, batch_size=10
-        )
-        agent.kill()
+        env = ContextualBanditEnv(n_actions=5, n_features=10, seed=0)
+        with make() as agent:
+            history = run_bandit(agent, env, rounds=rounds, batch_size=10)
         curves[name] = history.regret
         print(f"{name:42} regret {history.cumulative_regret:8.1f} in {history.seconds:.1f} s")
     return {"rounds": rounds, "curves": curves}
@@ -60,24 +60,24 @@ def bandit_race(rounds: int = 3_000) -> dict[str, Any]:
 def replica_race(rounds: int = 3_000) -> dict[str, Any]:
     from patterns import AgentReplicas, ContextualBanditEnv, LinUCBAgent, run_bandit
 
+    sizes = {"n_actions": 5, "n_features": 10}
     setups: dict[str, Any] = {
-        "one LinUCB agent": lambda: LinUCBAgent(5, 10),
+        "one LinUCB agent": lambda: LinUCBAgent(n_actions=5, n_features=10),
         "4 replicas, merge every 20": lambda: AgentReplicas(
-            lambda i: LinUCBAgent(5, 10), replicas=4, sync_every=20
+            LinUCBAgent, n_replicas=4, sync_every=20, agent_kwargs=sizes
         ),
         "8 replicas, merge every 8": lambda: AgentReplicas(
-            lambda i: LinUCBAgent(5, 10), replicas=8, sync_every=8
+            LinUCBAgent, n_replicas=8, sync_every=8, agent_kwargs=sizes
         ),
         "4 replicas that never merge": lambda: AgentReplicas(
-            lambda i: LinUCBAgent(5, 10), replicas=4, sync_every=10**9
+            LinUCBAgent, n_replicas=4, sync_every=10**9, agent_kwargs=sizes
         ),
     }
     curves = {}
     for name, make in setups.items():
-        agent = make()
-        env = ContextualBanditEnv(5, 10, noise=1.0, seed=0)
-        history = run_bandit(agent, env, rounds=rounds)
-        agent.kill()
+        env = ContextualBanditEnv(n_actions=5, n_features=10, noise=1.0, seed=0)
+        with make() as agent:
+            history = run_bandit(agent, env, rounds=rounds)
         curves[name] = history.regret
         print(f"{name:30} regret {history.cumulative_regret:8.1f} in {history.seconds:.1f} s")
     return {"rounds": rounds, "curves": curves}
@@ -87,7 +87,7 @@ def cartpole() -> dict[str, Any]:
     from patterns import train_policy
 
     began = time.perf_counter()
-    history = train_policy(workers=2, target=475.0, max_episodes=4_000, seed=0)
+    history = train_policy(n_workers=2, target=475.0, max_episodes=4_000, seed=0)
     reached_195 = np.flatnonzero(history.moving_average() >= 195.0)
     print(
         f"CartPole: 195 after {int(reached_195[0]) + 1 if reached_195.size else None} episodes, "

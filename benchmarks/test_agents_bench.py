@@ -368,7 +368,7 @@ def test_bench_linucb_latency(benchmark: Any, ray_cluster: dict, n_actions: int)
     calls = 20 if smoke else 2_000
     features = 100
     rng = np.random.default_rng(0)
-    agent = LinUCBAgent(n_actions, features)
+    agent = LinUCBAgent(n_actions=n_actions, n_features=features, timeout=600)
     try:
         contexts = rng.standard_normal((200, features))
         actions = rng.integers(n_actions, size=200)
@@ -394,7 +394,7 @@ def test_bench_linucb_latency(benchmark: Any, ray_cluster: dict, n_actions: int)
             facade_p99_ms=float(np.percentile(through, 99)),
         )
     finally:
-        agent.kill()
+        agent.close()
 
 
 # --- 3. AgentReplicas throughput -----------------------------------------------------------
@@ -427,7 +427,13 @@ def test_bench_replicas_throughput(benchmark: Any, ray_cluster: dict, replica_co
         (rng.standard_normal((batch, 20)), rng.integers(10, size=batch), rng.standard_normal(batch))
         for _ in range(total // batch)
     ]
-    replicas = AgentReplicas(lambda i: LinUCBAgent(10, 20), replicas=count, sync_every=2_000)
+    replicas = AgentReplicas(
+        LinUCBAgent,
+        n_replicas=count,
+        sync_every=2_000,
+        agent_kwargs={"n_actions": 10, "n_features": 20},
+        timeout=600,
+    )
     try:
         benchmark.group = "agents: AgentReplicas feedbacks/s"
         rates: list[float] = []
@@ -446,7 +452,7 @@ def test_bench_replicas_throughput(benchmark: Any, ray_cluster: dict, replica_co
             feedbacks_per_s_best=max(rates),
         )
     finally:
-        replicas.kill()
+        replicas.close()
 
 
 # --- 4. CartPole ----------------------------------------------------------------------------
@@ -457,7 +463,7 @@ def test_bench_cartpole(
     benchmark: Any, ray_cluster: dict, cartpole: tuple[int, float | None]
 ) -> None:
     workers, target = cartpole
-    settings: dict[str, Any] = {"workers": workers, "seed": 0}
+    settings: dict[str, Any] = {"n_workers": workers, "seed": 0}
     if target is None:  # smoke mode: a few episodes through the whole loop
         settings.update(target=1e9, max_episodes=20)
     else:
@@ -471,7 +477,7 @@ def test_bench_cartpole(
     _report(
         benchmark,
         f"CartPole to {target:g}, {workers} rollout workers",
-        workers=workers,
+        n_workers=workers,
         target=target,
         episodes_to_target=float(history.solved_episode or 0),
         seconds_to_target=float(history.solved_seconds or 0),

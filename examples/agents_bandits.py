@@ -33,16 +33,16 @@ def environment() -> None:
 def race() -> dict[str, BanditHistory]:
     # --8<-- [start:race]
     agents = {
-        "LinUCB": LinUCBAgent(5, 10, alpha=1.0),
-        "Thompson": ThompsonSamplingAgent(5, 10, seed=0),
-        "LearningAgent (SGD, epsilon 0.1)": LearningAgent(SGDRegressor(), 5, seed=0),
-        "Random": RandomAgent(5, seed=0),
+        "LinUCB": LinUCBAgent(n_actions=5, n_features=10, alpha=1.0),
+        "Thompson": ThompsonSamplingAgent(n_actions=5, n_features=10, seed=0),
+        "LearningAgent (SGD, epsilon 0.1)": LearningAgent(SGDRegressor(), n_actions=5, seed=0),
+        "Random": RandomAgent(n_actions=5, seed=0),
     }
     histories = {}
     for name, agent in agents.items():
-        env = ContextualBanditEnv(5, 10, seed=0)  # the same contexts and luck for each
-        histories[name] = run_bandit(agent, env, rounds=1_500, batch_size=20)
-        agent.kill()
+        with agent:  # close() stops the actor when the block ends
+            env = ContextualBanditEnv(n_actions=5, n_features=10, seed=0)  # the same luck
+            histories[name] = run_bandit(agent, env, rounds=1_500, batch_size=20, budget_s=600)
     for name, history in histories.items():
         print(f"{name:34} cumulative regret {history.cumulative_regret:8.1f}")
     # --8<-- [end:race]

@@ -17,6 +17,7 @@ from patterns import (
     ContextualBanditEnv,
     LearningAgent,
     LinUCBAgent,
+    PatternError,
     RayKVStore,
     run_bandit,
 )
@@ -26,14 +27,14 @@ TIMEOUT = 120
 
 def crash_and_wait(agent: Agent, timeout: float = TIMEOUT) -> None:
     """Kill the actor's process the hard way and wait until Ray has restarted it."""
-    old_pid = agent.pid(timeout=timeout)
-    ray.kill(agent.actor, no_restart=False)  # like SIGKILL; Ray may restart it
+    (old_pid,) = agent.pids(timeout=timeout)
+    agent.kill()  # the crash simulation: the process dies as in a crash; Ray may restart it
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if agent.pid(timeout=timeout) != old_pid:
+            if agent.pids(timeout=timeout) != [old_pid]:
                 return
-        except ray.exceptions.RayActorError:
+        except PatternError:
             pass  # the call raced with the crash; ask again
         time.sleep(0.1)
     raise TimeoutError(f"the actor was not restarted within {timeout} s")
@@ -55,8 +56,8 @@ def survive() -> None:
     # --8<-- [start:survive]
     store = RayKVStore(namespace="agents-tutorial")  # any node of the cluster reaches it
     key = f"recommender-{uuid.uuid4().hex}"
-    agent = LearningAgent(SGDRegressor(), 5, epsilon=0.05, seed=0, store=store, key=key)
-    env = ContextualBanditEnv(5, 10, seed=0)
+    agent = LearningAgent(SGDRegressor(), n_actions=5, epsilon=0.05, seed=0, store=store, key=key)
+    env = ContextualBanditEnv(n_actions=5, n_features=10, seed=0)
 
     early = feed(agent, env, 500)  # every acknowledged feedback is in the store
     x = env.context()
@@ -71,20 +72,19 @@ def survive() -> None:
     print(f"mean reward before the crash {early:.2f}, after {late:.2f}")
     # --8<-- [end:survive]
     assert late > early
-    agent.kill()
+    agent.close()  # stops the actor; its checkpoints stay in the store
     store.delete(key)
 
 
 def failure() -> None:
     # --8<-- [start:failure]
-    options = {"max_restarts": 1, "max_task_retries": -1}  # restartable, but no store
-    agent = LinUCBAgent(5, 10, actor_options=options)
-    env = ContextualBanditEnv(5, 10, seed=0)
-    run_bandit(agent, env, rounds=100, batch_size=10)
-    crash_and_wait(agent)
-    assert agent.stats()["feedbacks"] == 0  # a new process, a new model: it starts over
+    options = {"max_restarts": 1, "max_task_retries": 3}  # restartable, but no store
+    with LinUCBAgent(n_actions=5, n_features=10, actor_options=options) as agent:
+        env = ContextualBanditEnv(n_actions=5, n_features=10, seed=0)
+        run_bandit(agent, env, rounds=100, batch_size=10)
+        crash_and_wait(agent)
+        assert agent.stats()["feedbacks"] == 0  # a new process, a new model: it starts over
     # --8<-- [end:failure]
-    agent.kill()
 
 
 def main() -> None:

@@ -78,7 +78,7 @@ def loop() -> tuple[float, float]:
     live(agent)
     batches(agent, env)
     tasks(agent, env)
-    agent.kill()
+    agent.close()  # stop the actor (and wait until Ray reports it dead)
     return float(first), float(last)
 
 

@@ -14,11 +14,12 @@ from patterns import AgentPopulation, AgentReplicas, ContextualBanditEnv, LinUCB
 def replicas() -> None:
     # --8<-- [start:replicas]
     replicas = AgentReplicas(
-        lambda i: LinUCBAgent(5, 10),  # replica i; give Thompson replicas seed=i
-        replicas=4,
+        LinUCBAgent,  # or ThompsonSamplingAgent: replica i draws from a stream of its own
+        n_replicas=4,
         sync_every=20,  # merge every 20 feedbacks: each replica adds about 5
+        agent_kwargs={"n_actions": 5, "n_features": 10},  # every replica's arguments
     )
-    env = ContextualBanditEnv(5, 10, noise=1.0, seed=0)
+    env = ContextualBanditEnv(n_actions=5, n_features=10, noise=1.0, seed=0)
     history = run_bandit(replicas, env, rounds=200)  # turns: replica 0, 1, 2, 3, 0, ...
     replicas.sync()  # one last merge, and wait for it
 
@@ -29,15 +30,18 @@ def replicas() -> None:
     print([s["feedbacks"] for s in stats["replicas"]], "applied by each replica")
     # --8<-- [end:replicas]
     assert stats["feedbacks"] == 200 and len(history) == 200
-    replicas.kill()
+    replicas.close()
 
 
 def population() -> None:
     # --8<-- [start:population]
-    population = AgentPopulation(
-        {f"alpha={alpha}": LinUCBAgent(5, 10, alpha=alpha) for alpha in (0.1, 1.0, 10.0)}
+    population = AgentPopulation(  # the population takes its members over: close() stops them
+        {
+            f"alpha={alpha}": LinUCBAgent(n_actions=5, n_features=10, alpha=alpha)
+            for alpha in (0.1, 1.0, 10.0)
+        }
     )
-    env = ContextualBanditEnv(5, 10, seed=0)
+    env = ContextualBanditEnv(n_actions=5, n_features=10, seed=0)
     population.run(env, rounds=600, batch_size=10)  # every member, the same stream
     for name, reward in population.leaderboard():
         print(f"{name:10} cumulative reward {reward:7.1f}")
@@ -49,7 +53,7 @@ def population() -> None:
     # --8<-- [end:population]
     assert population.best() == "alpha=0.1"
     assert population.get_params()["alpha=10.0"]["alpha"] == 0.1
-    population.kill()
+    population.close()
 
 
 def main() -> None:

@@ -122,7 +122,7 @@ class TrackedBandit:
                 )
             models = agent.get_model()  # one fitted SGDRegressor per action
         finally:
-            agent.kill()
+            agent.close()
         for action, model in enumerate(models):
             mlflow.sklearn.log_model(
                 model,

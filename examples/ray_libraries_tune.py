@@ -65,7 +65,7 @@ def bandit_trial(config: dict[str, float]) -> None:
                 }
             )
     finally:
-        agent.kill()
+        agent.close()
 
 
 # --8<-- [end:trial]

@@ -44,26 +44,30 @@ from patterns.agents._state import (
     RandomState,
     ThompsonState,
 )
+from patterns.agents._validate import check_reward, check_rewards
 
 # --- the simulator -----------------------------------------------------------------------
 
 
 def test_env_is_seeded_and_knows_its_expected_rewards() -> None:
-    a, b = ContextualBanditEnv(4, 3, seed=5), ContextualBanditEnv(4, 3, seed=5)
+    a, b = (
+        ContextualBanditEnv(n_actions=4, n_features=3, seed=5),
+        ContextualBanditEnv(n_actions=4, n_features=3, seed=5),
+    )
     xa, xb = a.context(), b.context()
     np.testing.assert_array_equal(xa, xb)
     np.testing.assert_allclose(a.expected_rewards(xa), a.weights_ @ xa)
     assert a.best_action(xa) == int(np.argmax(a.weights_ @ xa))
     np.testing.assert_array_equal(a.sample_rewards(xa), b.sample_rewards(xb))
-    other = ContextualBanditEnv(4, 3, seed=6)
+    other = ContextualBanditEnv(n_actions=4, n_features=3, seed=6)
     assert not np.array_equal(other.weights_, a.weights_)
 
 
 def test_env_noise_and_bernoulli_rewards() -> None:
-    quiet = ContextualBanditEnv(3, 2, noise=0.0, seed=1)
+    quiet = ContextualBanditEnv(n_actions=3, n_features=2, noise=0.0, seed=1)
     x = quiet.context()
     np.testing.assert_allclose(quiet.sample_rewards(x), quiet.expected_rewards(x))
-    coin = ContextualBanditEnv(3, 2, seed=1, rewards="bernoulli")
+    coin = ContextualBanditEnv(n_actions=3, n_features=2, seed=1, rewards="bernoulli")
     p = coin.expected_rewards(x)
     assert ((p > 0) & (p < 1)).all()
     draws = np.array([coin.sample_rewards(x) for _ in range(4000)])
@@ -73,7 +77,10 @@ def test_env_noise_and_bernoulli_rewards() -> None:
 
 def test_batched_draws_equal_one_by_one_draws() -> None:
     """run_bandit draws a chunk at a time; the streams must not notice."""
-    one, chunked = ContextualBanditEnv(3, 4, seed=2), ContextualBanditEnv(3, 4, seed=2)
+    one, chunked = (
+        ContextualBanditEnv(n_actions=3, n_features=4, seed=2),
+        ContextualBanditEnv(n_actions=3, n_features=4, seed=2),
+    )
     singles = [one.context() for _ in range(5)]
     np.testing.assert_array_equal(np.array(singles), chunked._draw_contexts(5))
     draws = [one.sample_rewards(x) for x in singles]
@@ -84,7 +91,7 @@ def test_batched_draws_equal_one_by_one_draws() -> None:
 
 
 def test_run_bandit_records_regret_against_the_oracle() -> None:
-    env = ContextualBanditEnv(3, 4, seed=0)
+    env = ContextualBanditEnv(n_actions=3, n_features=4, seed=0)
     history = run_bandit(RandomState(3, None, seed=0), env, rounds=200, batch_size=7)
     assert len(history) == 200
     gaps = history.best_expected - history.expected
@@ -93,7 +100,11 @@ def test_run_bandit_records_regret_against_the_oracle() -> None:
     assert history.cumulative_regret == pytest.approx(gaps.sum())
     assert history.oracle_average_reward() > history.average_reward()
     # The same env seed gives the same contexts and luck, whatever the batching.
-    again = run_bandit(RandomState(3, None, seed=0), ContextualBanditEnv(3, 4, seed=0), rounds=200)
+    again = run_bandit(
+        RandomState(3, None, seed=0),
+        ContextualBanditEnv(n_actions=3, n_features=4, seed=0),
+        rounds=200,
+    )
     np.testing.assert_array_equal(again.best_expected, history.best_expected)
     np.testing.assert_array_equal(again.oracle_rewards, history.oracle_rewards)
 
@@ -128,13 +139,17 @@ def test_env_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> 
 
 
 def test_run_bandit_bad_arguments() -> None:
-    env = ContextualBanditEnv(3, 2)
+    env = ContextualBanditEnv(n_actions=3, n_features=2)
     with pytest.raises(ValueError, match=r"'rounds' must be an int >= 1, got 0"):
         run_bandit(RandomState(3, None), env, rounds=0)
     with pytest.raises(TypeError, match=r"'agent' must have make_prediction and receive_feedback"):
         run_bandit(object(), env, rounds=5)
     with pytest.raises(TypeError, match=r"'env' must be a ContextualBanditEnv"):
         run_bandit(RandomState(3, None), "env", rounds=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"'budget_s' must be a finite number > 0, got 0.0"):
+        run_bandit(RandomState(3, None), env, rounds=5, budget_s=0)
+    with pytest.raises(ValueError, match=r"'timeout' must be a finite number > 0, got -1.0"):
+        run_bandit(RandomState(3, None), env, rounds=5, timeout=-1)
 
     class Liar:
         def make_prediction(self, context: Any) -> int:
@@ -159,7 +174,7 @@ def _feed(state: AgentState, env: ContextualBanditEnv, rounds: int, seed: int = 
 
 
 def test_sherman_morrison_keeps_the_exact_inverse() -> None:
-    env = ContextualBanditEnv(3, 6, seed=3)
+    env = ContextualBanditEnv(n_actions=3, n_features=6, seed=3)
     state = LinUCBState(3, 6, l2_lambda=0.5)
     _feed(state, env, 300)
     np.testing.assert_allclose(state.A_inv, np.linalg.inv(state.A), rtol=1e-9, atol=1e-12)
@@ -172,7 +187,7 @@ def test_sherman_morrison_keeps_the_exact_inverse() -> None:
 
 
 def test_linucb_chooses_mean_plus_bonus() -> None:
-    env = ContextualBanditEnv(4, 3, seed=1)
+    env = ContextualBanditEnv(n_actions=4, n_features=3, seed=1)
     state = LinUCBState(4, 3, alpha=0.7)
     _feed(state, env, 50)
     x = env.context()
@@ -186,7 +201,7 @@ def test_linucb_chooses_mean_plus_bonus() -> None:
 
 
 def test_thompson_samples_around_the_estimate() -> None:
-    env = ContextualBanditEnv(2, 3, seed=2)
+    env = ContextualBanditEnv(n_actions=2, n_features=3, seed=2)
     state = ThompsonState(2, 3, seed=0, alpha=1.0)
     _feed(state, env, 400)
     x = env.context()
@@ -201,7 +216,7 @@ def test_thompson_samples_around_the_estimate() -> None:
 
 
 def test_state_applies_each_request_once_and_round_trips() -> None:
-    env = ContextualBanditEnv(3, 4, seed=4)
+    env = ContextualBanditEnv(n_actions=3, n_features=4, seed=4)
     state = ThompsonState(3, 4, seed=9)
     x = env.context()
     assert state.receive_feedback(x, 1, 0.5, request=(7, 1))
@@ -223,7 +238,7 @@ def test_state_applies_each_request_once_and_round_trips() -> None:
 
 
 def test_merged_replicas_hold_one_agents_statistics() -> None:
-    env = ContextualBanditEnv(3, 4, seed=5)
+    env = ContextualBanditEnv(n_actions=3, n_features=4, seed=5)
     one = LinUCBState(3, 4)
     replicas = [LinUCBState(3, 4) for _ in range(3)]
     for r in replicas:
@@ -336,7 +351,7 @@ ORDER_SEEDS = (0, 1, 2)
 
 
 def _regret(make: Callable[[int], AgentState], seed: int, *, rounds: int, **env: Any) -> float:
-    environment = ContextualBanditEnv(5, 10, seed=seed, **env)
+    environment = ContextualBanditEnv(n_actions=5, n_features=10, seed=seed, **env)
     return run_bandit(make(seed), environment, rounds=rounds, batch_size=10).cumulative_regret
 
 
@@ -369,13 +384,13 @@ def test_acceptance_learning_agent_reaches_80_percent_of_the_oracle(
     # Stated configuration: 5 actions, 10 features, 3,000 rounds in batches of 10,
     # epsilon 0.05, seed 0. The criterion means something here: random play earns
     # about 0 (gaussian) or 55 % (bernoulli) of the oracle's reward, checked below.
-    env = ContextualBanditEnv(5, 10, seed=0, rewards=rewards)
+    env = ContextualBanditEnv(n_actions=5, n_features=10, seed=0, rewards=rewards)
     state = LearningState(5, None, seed=0, estimator=estimator, epsilon=0.05)
     history = run_bandit(state, env, rounds=3_000, batch_size=10)
     share = history.average_reward(last=1_000) / history.oracle_average_reward(last=1_000)
     baseline = run_bandit(
         RandomState(5, None, seed=0),
-        ContextualBanditEnv(5, 10, seed=0, rewards=rewards),
+        ContextualBanditEnv(n_actions=5, n_features=10, seed=0, rewards=rewards),
         rounds=3_000,
         batch_size=100,
     )
@@ -420,7 +435,7 @@ TABLE_JSON = Path(__file__).resolve().parents[1] / "benchmarks/results/agents_re
 def _replica_regrets(make: Callable[[], Any], seeds: range = REPLICA_SEEDS) -> list[float]:
     regrets = []
     for seed in seeds:
-        env = ContextualBanditEnv(5, 10, noise=1.0, seed=seed)
+        env = ContextualBanditEnv(n_actions=5, n_features=10, noise=1.0, seed=seed)
         regrets.append(run_bandit(make(), env, rounds=3_000).cumulative_regret)
     return regrets
 
@@ -489,6 +504,15 @@ COMMON_BAD = [
     ({"key": "k"}, ValueError, r"'key' only applies to a \w+Agent with a 'store'"),
     ({"actor_options": {"nmae": "typo"}}, ValueError, r"refused by Ray: Invalid option keyword"),
     ({"actor_options": {"get_if_exists": True}}, ValueError, "get_if_exists=True without a"),
+    (
+        {"actor_options": {"name": "a"}},
+        ValueError,
+        r"'actor_options' may not set 'name': pass name=",
+    ),
+    ({"namespace": "shop"}, ValueError, r"'namespace' only applies to a named \w+Agent"),
+    ({"name": ""}, ValueError, r"'name' must be a non-empty str"),
+    ({"timeout": 0}, ValueError, r"'timeout' must be a finite number > 0, got 0.0"),
+    ({"timeout": "60"}, TypeError, r"'timeout' must be a number of seconds"),
     ({"n_actions": 1}, ValueError, r"'n_actions' must be an int >= 2, got 1"),
     ({"n_actions": 2.0}, TypeError, r"'n_actions' must be an int, got 2.0 \(float\)"),
     ({"seed": -1}, ValueError, r"'seed' must be an int >= 0, got -1"),
@@ -560,7 +584,7 @@ def test_estimator_without_partial_fit_names_estimator(no_ray: None) -> None:
         match=r"^'estimator' must be a scikit-learn estimator with partial_fit .*, "
         r"got RandomForestRegressor\(\) \(RandomForestRegressor\)$",
     ):
-        LearningAgent(RandomForestRegressor(), 3)
+        LearningAgent(RandomForestRegressor(), n_actions=3)
 
 
 def test_agent_cannot_be_created_directly() -> None:
@@ -570,15 +594,89 @@ def test_agent_cannot_be_created_directly() -> None:
         Agent()
 
 
-def test_replicas_and_population_bad_arguments(no_ray: None) -> None:
-    with pytest.raises(ValueError, match=r"'replicas' must be an int >= 1, got 0"):
-        AgentReplicas(lambda i: None, replicas=0, sync_every=5)  # type: ignore[arg-type,return-value]
-    with pytest.raises(ValueError, match=r"'sync_every' must be an int >= 1, got 0"):
-        AgentReplicas(lambda i: None, replicas=2, sync_every=0)  # type: ignore[arg-type,return-value]
-    with pytest.raises(TypeError, match=r"'make_agent' must be a callable"):
-        AgentReplicas("LinUCB", replicas=2, sync_every=5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"'make_agent' must return a LinUCBAgent or Thompson"):
-        AgentReplicas(lambda i: "agent", replicas=2, sync_every=5)  # type: ignore[arg-type,return-value]
+def test_counts_are_never_positional(no_ray: None) -> None:
+    for build in (
+        lambda: LinUCBAgent(3, 2),  # type: ignore[misc]
+        lambda: ThompsonSamplingAgent(3, 2),  # type: ignore[misc]
+        lambda: RandomAgent(3),  # type: ignore[misc]
+        lambda: LearningAgent(SGDRegressor(), 3),  # type: ignore[misc]
+        lambda: ContextualBanditEnv(3, 2),  # type: ignore[misc]
+    ):
+        with pytest.raises(TypeError, match="positional argument"):
+            build()
+
+
+LINEAR = {"n_actions": 3, "n_features": 2}
+REPLICAS_BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"agent_class": RandomAgent}, TypeError, r"'agent_class' must be LinUCBAgent or Thompson"),
+    ({"agent_class": "LinUCB"}, TypeError, r"'agent_class' must be LinUCBAgent or Thompson"),
+    ({"n_replicas": 0}, ValueError, r"'n_replicas' must be an int >= 1, got 0"),
+    ({"sync_every": 0}, ValueError, r"'sync_every' must be an int >= 1, got 0"),
+    ({"agent_kwargs": None}, TypeError, r"'agent_kwargs' must give n_actions and n_features"),
+    ({"agent_kwargs": [3, 2]}, TypeError, r"'agent_kwargs' must be a dict of LinUCBAgent"),
+    (
+        {"agent_kwargs": {**LINEAR, "store": None}},
+        ValueError,
+        r"'agent_kwargs' may not set 'store': pass store= to AgentReplicas",
+    ),
+    (
+        {"agent_kwargs": {**LINEAR, "epsilon": 0.1}},
+        TypeError,
+        r"'agent_kwargs' holds 'epsilon', which is not an argument of LinUCBAgent",
+    ),
+    ({"agent_kwargs": {**LINEAR, "alpha": 0}}, ValueError, r"'alpha' must be a number > 0"),
+    ({"agent_kwargs": {"n_actions": 1, "n_features": 2}}, ValueError, r"'n_actions' must be"),
+    ({"key": "k"}, ValueError, r"'key' only applies to a AgentReplicas with a 'store'"),
+    ({"legacy_keys": ["a", "b"]}, ValueError, r"'legacy_keys' only applies to AgentReplicas"),
+    ({"actor_options": {"name": "r"}}, ValueError, r"'actor_options' may not set 'name'"),
+    ({"namespace": "shop"}, ValueError, r"'namespace' only applies to a named AgentReplicas"),
+    ({"timeout": 0}, ValueError, r"'timeout' must be a finite number > 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"), REPLICAS_BAD, ids=[m[:40] for _, _, m in REPLICAS_BAD]
+)
+def test_replicas_bad_arguments(
+    no_ray: None, kwargs: dict, error: type[Exception], match: str
+) -> None:
+    args: dict[str, Any] = {
+        "agent_class": LinUCBAgent,
+        "n_replicas": 2,
+        "sync_every": 5,
+        "agent_kwargs": LINEAR,
+        **kwargs,
+    }
+    agent_class = args.pop("agent_class")
+    with pytest.raises(error, match=match):
+        AgentReplicas(agent_class, **args)
+
+
+def test_replicas_legacy_keys_must_be_one_per_replica(no_ray: None, tmp_path: Path) -> None:
+    from patterns import DirectoryStore
+
+    store = DirectoryStore(tmp_path)
+    with pytest.raises(ValueError, match=r"'legacy_keys' must hold 2 keys \(one per replica\)"):
+        AgentReplicas(
+            LinUCBAgent,
+            n_replicas=2,
+            sync_every=5,
+            agent_kwargs=LINEAR,
+            store=store,
+            legacy_keys=["old-0"],
+        )
+    with pytest.raises(TypeError, match=r"'legacy_keys' must be a list of 2 keys"):
+        AgentReplicas(
+            LinUCBAgent,
+            n_replicas=2,
+            sync_every=5,
+            agent_kwargs=LINEAR,
+            store=store,
+            legacy_keys="old",
+        )
+
+
+def test_population_bad_arguments(no_ray: None) -> None:
     with pytest.raises(TypeError, match=r"'members' must be a dict of names to agents"):
         AgentPopulation([1, 2])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"'members' must hold at least one agent"):
@@ -587,10 +685,39 @@ def test_replicas_and_population_bad_arguments(no_ray: None) -> None:
         AgentPopulation({"a": "agent"})  # type: ignore[dict-item]
 
 
+def test_arrays_follow_the_library_rule() -> None:
+    """One rule for arrays in every family: bool arrays refused, ragged lists a ValueError.
+    Binary rewards are the numbers 0 and 1."""
+    from patterns.agents._validate import check_actions, check_context, check_contexts
+
+    with pytest.raises(ValueError, match=r"'contexts' must be a rectangular array .* ragged"):
+        check_contexts([[1.0, 2.0], [3.0]], 2)
+    with pytest.raises(ValueError, match=r"'actions' must be a rectangular array .* ragged"):
+        check_actions([[0], [1, 2]], 3, 2)
+    with pytest.raises(
+        TypeError,
+        match=r"'context' must hold int or float numbers, got an array "
+        r"of bool: convert it with .astype\(float\)",
+    ):
+        check_context(np.array([True, False]), 2)
+    with pytest.raises(
+        TypeError,
+        match=r"'rewards' must hold int or float numbers, got an array "
+        r"of bool: convert it with .astype\(float\)",
+    ):
+        check_rewards(np.array([True, False]), 2, True)
+    with pytest.raises(TypeError, match=r"'reward' must be a number, got True \(bool\)"):
+        check_reward(True, True)
+    clicked = np.array([True, False])
+    np.testing.assert_array_equal(check_rewards(clicked.astype(float), 2, True), [1.0, 0.0])
+    np.testing.assert_array_equal(check_rewards([1, 0], 2, True), [1.0, 0.0])
+    assert check_reward(float(clicked[0]), True) == 1.0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"workers": 0}, ValueError, r"'workers' must be an int >= 1, got 0"),
+        ({"n_workers": 0}, ValueError, r"'n_workers' must be an int >= 1, got 0"),
         ({"learning_rate": 0}, ValueError, r"'learning_rate' must be a number > 0"),
         ({"gamma": 1.5}, ValueError, r"'gamma' must be a number <= 1, got 1.5"),
         (
@@ -600,12 +727,14 @@ def test_replicas_and_population_bad_arguments(no_ray: None) -> None:
         ),
         ({"env_id": ""}, ValueError, r"'env_id' must be a non-empty str"),
         ({"on_iteration": 3}, TypeError, r"'on_iteration' must be callable or None"),
-        ({"max_seconds": 0}, ValueError, r"'max_seconds' must be a finite number > 0, got 0.0"),
+        ({"budget_s": 0}, ValueError, r"'budget_s' must be a finite number > 0, got 0.0"),
         (
-            {"max_seconds": "600"},
+            {"budget_s": "600"},
             TypeError,
-            r"'max_seconds' must be a number of seconds \(int or float\), got '600' \(str\)",
+            r"'budget_s' must be a number of seconds \(int or float\), got '600' \(str\)",
         ),
+        ({"rollout_timeout_s": -1}, ValueError, r"'rollout_timeout_s' must be a finite number"),
+        ({"worker_options": {"name": "w"}}, ValueError, r"'worker_options' may not set 'name'"),
         ({"worker_options": {"nmae": 1}}, ValueError, r"refused by Ray: Invalid option keyword"),
     ],
 )
@@ -619,6 +748,10 @@ def test_train_policy_bad_arguments(
 def test_rollout_worker_bad_arguments(no_ray: None) -> None:
     with pytest.raises(TypeError, match=r"'env_id' must be a str"):
         RolloutWorker(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"'actor_options' may not set 'name'"):
+        RolloutWorker(actor_options={"name": "w"})
+    with pytest.raises(ValueError, match=r"'timeout' must be a finite number > 0"):
+        RolloutWorker(timeout=0)
 
 
 # --- the learner's arithmetic -------------------------------------------------------------

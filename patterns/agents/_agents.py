@@ -1,16 +1,15 @@
 """The agent actor and its facades: `Agent` and the four agents users create.
 
-One actor class serves every kind of agent: it holds an `AgentState`
-(``_state.py``) and a `Checkpointer`, restores itself in ``__init__`` and saves
-before it acknowledges a change. The facades check every argument, number the
-mutating calls when the agent has a store, and offer typed sync methods with
-``*_async`` twins.
+One actor class serves every kind of agent: a `StatefulActor` holding an `AgentState`
+(``_state.py``): it restores itself in ``__init__`` and saves before it acknowledges a
+change. The facades are `ActorFacade`s: they check every argument, number the
+mutating calls when the agent has a store, bound every wait, and offer typed sync
+methods with ``*_async`` twins.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -23,12 +22,18 @@ from patterns._actors import (
     attach_named,
     check_actor_options,
     check_kind,
+    check_naming,
     make_actor,
     rebuild,
     restartable_defaults,
 )
-from patterns._checkpointer import Checkpointer, check_store_args, default_key
-from patterns._checks import check_int, check_number, check_positive_float, describe
+from patterns._calls import DEFAULT, Timeout
+from patterns._checkpointer import check_store_args, default_key
+from patterns._checks import check_int, check_number, describe
+from patterns._facade import ActorFacade, check_facade_timeout
+from patterns._ray_internals import actor_id_hex
+from patterns._requests import RequestIds, as_request
+from patterns._stateful import StatefulActor
 from patterns.agents._state import AgentState, LearningState, LinearState, state_class
 from patterns.agents._validate import (
     check_action,
@@ -45,15 +50,13 @@ __all__ = ["Agent", "LearningAgent", "LinUCBAgent", "RandomAgent", "ThompsonSamp
 
 A = TypeVar("A", bound="Agent")
 
-Request = tuple[int, int] | None
+
+def _fresh_state(kind: str, params: dict[str, Any]) -> AgentState:
+    return state_class(kind)(**params)
 
 
-def _request(client: int | None, seq: int | None) -> Request:
-    return None if client is None or seq is None else (client, seq)
-
-
-class _AgentActor:
-    """The actor: an agent state plus checkpointing. Restores itself in ``__init__``."""
+class _AgentActor(StatefulActor):
+    """The actor: an agent state on the library's stateful base (restore, apply, save)."""
 
     def __init__(
         self,
@@ -63,26 +66,35 @@ class _AgentActor:
         key: str | None,
         checkpoint_every: int,
         info: dict[str, Any],
+        legacy_keys: Sequence[str] = (),
+        replica: bool = False,
     ) -> None:
-        self._checkpointer = Checkpointer(store, key or "", checkpoint_every)
-        restored = self._checkpointer.restore()
-        if restored is not None:
-            self._state = AgentState.from_snapshot(restored.state)
-        else:
-            self._state = state_class(kind)(**params)
-        self._info = {**info, "key": key, "restored_version": self._checkpointer.version}
+        super().__init__(
+            fresh=functools.partial(_fresh_state, kind, params),
+            restore=AgentState.from_snapshot,
+            store=store,
+            key=key,
+            checkpoint_every=checkpoint_every,
+            info=info,
+            legacy_keys=legacy_keys,
+        )
+        if replica:
+            # A replica keeps what it learns between merges (see _replicas.py), from its
+            # first start on; a restart restores the deltas with the rest of the state.
+            state = self._linear()
+            if state.dA is None:
+                state.track_deltas()
+                self._checkpointer.save(state.snapshot())
 
-    def _applied(self, before: int) -> None:
-        if self._state.changes != before:
-            # Saved before the reply leaves: an acknowledged feedback is in the store.
-            self._checkpointer.changed(self._state.snapshot)
+    def _describe(self) -> dict[str, Any]:
+        return {"n_features": self._state.n_features}
 
     # Predictions change no learnt state (at most the random stream): not checkpointed.
     def make_prediction(self, context: Any) -> int:
-        return self._state.make_prediction(context)
+        return int(self._state.make_prediction(context))
 
     def make_predictions(self, contexts: Any) -> list[int]:
-        return self._state.make_predictions(contexts)
+        return list(self._state.make_predictions(contexts))
 
     def receive_feedback(
         self,
@@ -92,9 +104,8 @@ class _AgentActor:
         client: int | None = None,
         seq: int | None = None,
     ) -> None:
-        before = self._state.changes
-        self._state.receive_feedback(context, action, reward, _request(client, seq))
-        self._applied(before)
+        request = as_request(client, seq)
+        self._apply(self._state.receive_feedback, context, action, reward, request)
 
     def receive_feedbacks(
         self,
@@ -104,19 +115,16 @@ class _AgentActor:
         client: int | None = None,
         seq: int | None = None,
     ) -> None:
-        before = self._state.changes
-        self._state.receive_feedbacks(contexts, actions, rewards, _request(client, seq))
-        self._applied(before)
+        request = as_request(client, seq)
+        self._apply(self._state.receive_feedbacks, contexts, actions, rewards, request)
 
     def get_params(self) -> dict[str, Any]:
-        return self._state.get_params()
+        return dict(self._state.get_params())
 
     def set_params(
         self, params: dict[str, Any], client: int | None = None, seq: int | None = None
     ) -> None:
-        before = self._state.changes
-        self._state.set_params(params, _request(client, seq))
-        self._applied(before)
+        self._apply(self._state.set_params, params, as_request(client, seq))
 
     def get_model(self) -> list[Any]:
         return self._learning().get_model()
@@ -124,9 +132,7 @@ class _AgentActor:
     def set_model(
         self, models: list[Any], client: int | None = None, seq: int | None = None
     ) -> None:
-        before = self._state.changes
-        self._learning().set_model(models, _request(client, seq))
-        self._applied(before)
+        self._apply(self._learning().set_model, models, as_request(client, seq))
 
     def _learning(self) -> LearningState:
         if not isinstance(self._state, LearningState):
@@ -139,12 +145,6 @@ class _AgentActor:
         return self._state
 
     # Replicas (see _replicas.py): deltas since the last merge, and merges.
-    def track_deltas(self) -> None:
-        state = self._linear()
-        if state.dA is None:
-            state.track_deltas()
-            self._checkpointer.save(state.snapshot())  # a restart must keep tracking
-
     def delta(self) -> dict[str, Any]:
         return self._linear().delta()
 
@@ -155,9 +155,7 @@ class _AgentActor:
         client: int | None = None,
         seq: int | None = None,
     ) -> None:
-        before = self._state.changes
-        self._linear().merge(total, own, _request(client, seq))
-        self._applied(before)
+        self._apply(self._linear().merge, total, own, as_request(client, seq))
 
     def statistics(self) -> dict[str, Any]:
         state = self._linear()
@@ -166,28 +164,40 @@ class _AgentActor:
     def stats(self) -> dict[str, Any]:
         return {**self._state.stats(), "restored_version": self._info["restored_version"]}
 
-    def checkpoint(self) -> int | None:
-        return self._checkpointer.save(self._state.snapshot())
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def describe(self) -> dict[str, Any]:
-        return {**self._info, "n_features": self._state.n_features}
-
 
 _RemoteAgentActor = ray.remote(_AgentActor)
 
 
-def _check_timeout(timeout: object) -> float | None:
-    return None if timeout is None else check_positive_float("timeout", timeout)
+def check_options_and_naming(
+    actor_options: object,
+    name: object,
+    namespace: object,
+    *,
+    defaults: Mapping[str, Any] | None,
+    facade: str,
+) -> tuple[dict[str, Any], str | None, str | None, dict[str, str]]:
+    """Check ``actor_options``, ``name`` and ``namespace`` together.
+
+    Returns the options (without a name), the checked name and namespace, and the
+    naming options to create the actor with. ``get_if_exists`` and a detached
+    ``lifetime`` in ``actor_options`` need a name: the facade's ``name=`` is it.
+    """
+    given = actor_options if isinstance(actor_options, Mapping) else {}
+    if actor_options is not None and not isinstance(actor_options, Mapping):
+        check_actor_options(actor_options)  # raises the TypeError naming actor_options
+    checked_name, checked_namespace = check_naming(name, namespace, given, facade=facade)
+    naming = {k: v for k, v in (("name", checked_name), ("namespace", checked_namespace)) if v}
+    options = check_actor_options({**given, **naming}, defaults=defaults)
+    for key in naming:
+        del options[key]
+    return options, checked_name, checked_namespace, naming
 
 
 def _check_seed(seed: object) -> int | None:
     return None if seed is None else check_int("seed", seed, minimum=0)
 
 
-class Agent:
+class Agent(ActorFacade):
     """An online learning agent living in one Ray actor: what every agent here offers.
 
     Do not create an ``Agent`` directly: create a `LearningAgent`,
@@ -205,34 +215,47 @@ class Agent:
     reward that is not a finite number raises ``ValueError``/``TypeError`` on your
     line and changes nothing.
 
+    **Lifecycle.** ``close()`` (what ``with`` does) stops the actor and returns
+    once Ray reports it dead; its checkpoints stay in the store. A facade from
+    `attach`, or a copy unpickled in a task or another actor, does not own the
+    actor: its ``close()`` releases it and the actor keeps running. ``kill()`` is
+    the crash simulation of the fault demos (the process dies as in a crash, and
+    Ray restarts an agent that has a store).
+
+    **Timeouts.** Every call waits at most ``timeout=`` seconds (default: the
+    agent's ``timeout``, itself 60 s unless given; ``None`` waits without a
+    bound) and raises `patterns.CallTimeoutError` naming the agent and the
+    method; every other runtime failure is a `patterns.PatternError` too.
+
     **With a store** every acknowledged feedback survives the actor's process
     dying: the actor checkpoints its model and counters before a feedback call
-    returns, Ray restarts it (``max_restarts=-1``, ``max_task_retries=-1`` by
-    default) and it restores the newest checkpoint; feedback calls carry request
-    ids, so a call Ray re-sends after a crash is not applied twice. Predictions
-    are not checkpointed: they change no learnt state. An agent that explores at
-    random (Thompson sampling, epsilon-greedy, random) restores its random
-    generator as it was at the last checkpoint, so after a crash it repeats the
-    random draws made since then: the run stays a valid run, but it is not the
-    run an uninterrupted agent would have made.
+    returns, Ray restarts it (``max_restarts=-1`` by default) and it restores the
+    newest checkpoint; feedback calls carry request ids, so a call Ray re-sends
+    after a crash is not applied twice. Ray re-sends a call at most 3 times
+    (``max_task_retries=3``): a call that crashes the process on every attempt (a
+    poison feedback) fails with `patterns.ActorLostError`, and the restarted
+    agent serves the other calls. Predictions are not checkpointed: they change
+    no learnt state. An agent that explores at random (Thompson sampling,
+    epsilon-greedy, random) restores its random generator as it was at the last
+    checkpoint, so after a crash it repeats the random draws made since then:
+    the run stays a valid run, but it is not the run an uninterrupted agent
+    would have made.
 
     Examples:
-        >>> agent = LinUCBAgent(n_actions=3, n_features=2)
-        >>> action = agent.make_prediction([0.5, -1.0])
-        >>> action in range(3)
-        True
-        >>> agent.receive_feedback([0.5, -1.0], action, reward=1.0)
-        >>> agent.stats()["feedbacks"]
-        1
-        >>> agent.set_params(alpha=0.5)
-        >>> agent.get_params()["alpha"]
-        0.5
-        >>> agent.kill()
+        >>> with LinUCBAgent(n_actions=3, n_features=2) as agent:
+        ...     action = agent.make_prediction([0.5, -1.0])
+        ...     agent.receive_feedback([0.5, -1.0], action, reward=1.0)
+        ...     agent.set_params(alpha=0.5)
+        ...     print(action in range(3), agent.stats()["feedbacks"], agent.get_params()["alpha"])
+        True 1 0.5
     """
 
     _state_kind: ClassVar[str] = ""
     # Hyperparameters set_params may change on a live agent, with their checks.
     _settable: ClassVar[tuple[str, ...]] = ()
+
+    _actor: ActorHandle[Any]
+    _info: dict[str, Any]
 
     def __init__(self) -> None:
         raise TypeError(
@@ -250,41 +273,56 @@ class Agent:
         store: object,
         key: object,
         checkpoint_every: object,
+        name: object,
+        namespace: object,
+        timeout: object,
         actor_options: object,
         extra_info: Mapping[str, Any] | None = None,
+        legacy_keys: Sequence[str] = (),
+        replica: bool = False,
     ) -> None:
-        checked_store, every = check_store_args(
-            store, key, checkpoint_every, what=type(self).__name__
+        kind = type(self).__name__
+        checked_store, every = check_store_args(store, key, checkpoint_every, what=kind)
+        seconds = check_facade_timeout(timeout)
+        options, checked_name, checked_namespace, naming = check_options_and_naming(
+            actor_options,
+            name,
+            namespace,
+            defaults=restartable_defaults(checked_store),
+            facade=kind,
         )
-        options = check_actor_options(actor_options, defaults=restartable_defaults(checked_store))
-        checked_key = default_key(key, options, "agent") if checked_store is not None else None
+        checked_key = default_key(key, naming, "agent") if checked_store is not None else None
         info = {
-            "kind": type(self).__name__,
+            "kind": kind,
             "n_actions": n_actions,
             "n_features": n_features,
             "binary": binary,
             "key": checked_key,
+            "name": checked_name,
+            "namespace": checked_namespace,
             **(extra_info or {}),
         }
         actor = make_actor(
             _RemoteAgentActor,
-            options,
+            {**options, **naming},
             self._state_kind,
             params,
             checked_store,
             checked_key,
             every,
             info,
+            list(legacy_keys),
+            replica,
         )
-        if options.get("get_if_exists"):  # the actor may have existed: trust what it says
-            found = actor_info(actor, options["name"], what="agent")
-            check_kind(found, options["name"], type(self).__name__)
-            info = found
-        self._setup(actor, info)
+        if options.get("get_if_exists") and checked_name:  # it may have existed: trust it
+            found = actor_info(actor, checked_name, what="agent", timeout=seconds)
+            check_kind(found, checked_name, kind)
+            info = {**found, "name": checked_name, "namespace": checked_namespace}
+        self._setup(actor, info, seconds)
 
-    def _setup(self, actor: ActorHandle[Any], info: Mapping[str, Any]) -> None:
-        from patterns._requests import RequestIds
-
+    def _setup(
+        self, actor: ActorHandle[Any], info: Mapping[str, Any], timeout: float | None
+    ) -> None:
         self._actor = actor
         self._info = dict(info)
         self._key: str | None = info.get("key")
@@ -296,17 +334,37 @@ class Agent:
         # Bound once: looking up an actor method on a handle costs a little every time.
         self._predict: Any = actor.make_prediction
         self._feedback: Any = actor.receive_feedback
+        self._init_facade(
+            [actor],
+            name=info.get("name"),
+            namespace=info.get("namespace"),
+            owned=True,
+            timeout=timeout,
+        )
 
     def _ids(self) -> tuple[int, int] | tuple[()]:
         return self._requests.next() if self._exactly_once else ()
 
     @classmethod
-    def attach(cls: type[A], name: str, *, namespace: str | None = None) -> A:
+    def attach(
+        cls: type[A],
+        name: str,
+        *,
+        namespace: str | None = None,
+        own: bool = False,
+        timeout: Timeout = DEFAULT,
+    ) -> A:
         """Return a facade for the live agent actor called ``name``.
 
+        The facade does not own the actor unless ``own=True``: its ``close()``
+        releases it and the actor keeps running (``own=True`` takes it over, e.g. to
+        stop a detached agent from another program).
+
         Args:
-            name: The actor's name (``actor_options["name"]`` when it was created).
+            name: The actor's name (``name=`` when it was created).
             namespace: The Ray namespace it lives in (default: this job's).
+            own: Take the actor over: ``close()`` stops it.
+            timeout: The facade's timeout for its calls (default 60 s).
 
         Returns:
             A new facade (with its own request ids) for that actor.
@@ -317,17 +375,22 @@ class Agent:
         """
         if cls is Agent:
             raise TypeError("attach through the agent's class, e.g. LinUCBAgent.attach(name)")
+        seconds = check_facade_timeout(timeout)
         actor, info = attach_named(name, namespace, kind=cls.__name__, what="agent")
-        return rebuild(cls, actor, info)
+        info = {**info, "name": name, "namespace": namespace}
+        return rebuild(cls, actor, info, seconds, owned=bool(own))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # A copy (in a task, another actor) gets fresh request ids.
+        # A copy (in a task, another actor) gets fresh request ids and does not own the actor.
         info = {**self._info, "n_features": self._n_features}
-        return (rebuild, (type(self), self._actor, info))
+        return (rebuild, (type(self), self._actor, info, self.timeout))
 
     def __repr__(self) -> str:
-        actor_id = self._actor._actor_id.hex()
-        return f"{type(self).__name__}(n_actions={self._n_actions}, actor_id={actor_id!r})"
+        who = f"name={self.name!r}" if self.name else f"actor_id={actor_id_hex(self._actor)!r}"
+        return (
+            f"{type(self).__name__}(n_actions={self._n_actions}, "
+            f"n_features={self._n_features}, {who})"
+        )
 
     @property
     def actor(self) -> ActorHandle[Any]:
@@ -363,12 +426,13 @@ class Agent:
             self._n_features = int(xs.shape[1])
         return xs
 
-    def make_prediction(self, context: Any, *, timeout: float | None = None) -> int:
+    def make_prediction(self, context: Any, *, timeout: Timeout = DEFAULT) -> int:
         """Choose an action for ``context``.
 
         Args:
             context: A 1-D array (or list) of ``n_features`` finite numbers.
-            timeout: Seconds to wait for the reply (None waits forever).
+            timeout: Seconds to wait for the reply (default: the agent's timeout;
+                None: no bound).
 
         Returns:
             An action in ``range(n_actions)``.
@@ -376,21 +440,25 @@ class Agent:
         Raises:
             TypeError: If ``context`` is not an array of real numbers.
             ValueError: If it has the wrong shape or a non-finite value.
+            CallTimeoutError: No reply within ``timeout``.
         """
-        timeout = _check_timeout(timeout)
-        return int(ray.get(self._predict.remote(self._context(context)), timeout=timeout))
+        seconds = self._seconds(timeout)
+        ref = self.make_prediction_async(context)
+        return int(self._get(ref, timeout=seconds, method="make_prediction"))
 
     def make_prediction_async(self, context: Any) -> ObjectRef[int]:
         """Send ``context`` and return at once: an ObjectRef to the action."""
-        ref: ObjectRef[int] = self._predict.remote(self._context(context))
+        x = self._context(context)
+        self._check_open("make_prediction_async")
+        ref: ObjectRef[int] = self._predict.remote(x)
         return ref
 
-    def make_predictions(self, contexts: Any, *, timeout: float | None = None) -> list[int]:
+    def make_predictions(self, contexts: Any, *, timeout: Timeout = DEFAULT) -> list[int]:
         """Choose an action for each row of ``contexts``, in one call.
 
         Args:
             contexts: A 2-D array of shape ``(n, n_features)``.
-            timeout: Seconds to wait for the reply (None waits forever).
+            timeout: Seconds to wait for the reply (default: the agent's timeout).
 
         Returns:
             ``n`` actions, one per row.
@@ -398,20 +466,24 @@ class Agent:
         Raises:
             TypeError: If ``contexts`` is not an array of real numbers.
             ValueError: If it has the wrong shape or a non-finite value.
+            CallTimeoutError: No reply within ``timeout``.
         """
-        timeout = _check_timeout(timeout)
-        actions: list[int] = ray.get(self.make_predictions_async(contexts), timeout=timeout)
+        seconds = self._seconds(timeout)
+        ref = self.make_predictions_async(contexts)
+        actions: list[int] = self._get(ref, timeout=seconds, method="make_predictions")
         return list(actions)
 
     def make_predictions_async(self, contexts: Any) -> ObjectRef[list[int]]:
         """Send a batch of contexts and return at once: an ObjectRef to the actions."""
-        ref: ObjectRef[list[int]] = self._actor.make_predictions.remote(self._contexts(contexts))
+        xs = self._contexts(contexts)
+        self._check_open("make_predictions_async")
+        ref: ObjectRef[list[int]] = self._actor.make_predictions.remote(xs)
         return ref
 
     # --- feedback -----------------------------------------------------------------
 
     def receive_feedback(
-        self, context: Any, action: int, reward: float, *, timeout: float | None = None
+        self, context: Any, action: int, reward: float, *, timeout: Timeout = DEFAULT
     ) -> None:
         """Teach the agent that ``action`` earned ``reward`` in ``context``.
 
@@ -422,69 +494,89 @@ class Agent:
         Args:
             context: The context the action was chosen for.
             action: The action played, an int in ``range(n_actions)``.
-            reward: What it earned: a finite number (0 or 1 for a classifier).
-            timeout: Seconds to wait for the acknowledgement (None waits forever).
+            reward: What it earned: a finite number (for a classifier, the number 0
+                or 1: pass ``float(clicked)``, not a bool).
+            timeout: Seconds to wait for the acknowledgement (default: the agent's
+                timeout). A call that times out may still be applied later.
 
         Raises:
             TypeError: If an argument has the wrong type.
             ValueError: If the context has the wrong shape or a non-finite value,
                 the action is out of range or the reward is not finite.
+            CallTimeoutError: No acknowledgement within ``timeout``.
+            ActorLostError: The feedback crashed the agent's process on every
+                attempt (e.g. an estimator that dies on this input); it was not
+                applied, and the restarted agent serves the other calls.
+            RemoteCallError: The feedback raised inside the agent (e.g. in the
+                estimator's ``partial_fit``).
         """
-        timeout = _check_timeout(timeout)
-        ray.get(self.receive_feedback_async(context, action, reward), timeout=timeout)
+        seconds = self._seconds(timeout)
+        ref = self.receive_feedback_async(context, action, reward)
+        self._get(ref, timeout=seconds, method="receive_feedback")
 
     def receive_feedback_async(self, context: Any, action: int, reward: float) -> ObjectRef[None]:
         """Send one feedback and return at once: acknowledged when the ref resolves."""
         x = self._context(context)
         a = check_action(action, self._n_actions)
         r = check_reward(reward, self._binary)
+        self._check_open("receive_feedback_async")
         ref: ObjectRef[None] = self._feedback.remote(x, a, r, *self._ids())
         return ref
 
     def receive_feedbacks(
-        self, contexts: Any, actions: Any, rewards: Any, *, timeout: float | None = None
+        self, contexts: Any, actions: Any, rewards: Any, *, timeout: Timeout = DEFAULT
     ) -> None:
         """Teach the agent a batch of feedbacks, as one call (applied together).
 
         Args:
             contexts: A 2-D array of shape ``(n, n_features)``.
             actions: ``n`` actions, each in ``range(n_actions)``.
-            rewards: ``n`` finite rewards.
-            timeout: Seconds to wait for the acknowledgement (None waits forever).
+            rewards: ``n`` finite rewards (for a classifier, numbers 0 and 1: pass
+                ``clicked.astype(float)``, not an array of bool).
+            timeout: Seconds to wait for the acknowledgement (default: the agent's
+                timeout).
 
         Raises:
             TypeError: If an argument has the wrong type.
             ValueError: If shapes disagree, an action is out of range or a value
                 is not finite.
+            CallTimeoutError: No acknowledgement within ``timeout``.
+            ActorLostError: The batch crashed the agent's process on every attempt.
+            RemoteCallError: The batch raised inside the agent.
         """
-        timeout = _check_timeout(timeout)
-        ray.get(self.receive_feedbacks_async(contexts, actions, rewards), timeout=timeout)
+        seconds = self._seconds(timeout)
+        ref = self.receive_feedbacks_async(contexts, actions, rewards)
+        self._get(ref, timeout=seconds, method="receive_feedbacks")
 
     def receive_feedbacks_async(self, contexts: Any, actions: Any, rewards: Any) -> ObjectRef[None]:
         """Send a batch of feedbacks and return at once: acknowledged when the ref resolves."""
         xs = self._contexts(contexts)
         acts = check_actions(actions, self._n_actions, len(xs))
         rs = check_rewards(rewards, len(xs), self._binary)
+        self._check_open("receive_feedbacks_async")
         ref: ObjectRef[None] = self._actor.receive_feedbacks.remote(xs, acts, rs, *self._ids())
         return ref
 
-    # --- parameters, stats, lifecycle ---------------------------------------------
+    # --- parameters, checkpoints --------------------------------------------------
 
-    def get_params(self, *, timeout: float | None = None) -> dict[str, Any]:
+    def get_params(self, *, timeout: Timeout = DEFAULT) -> dict[str, Any]:
         """The agent's hyperparameters as they are now (its constructor arguments).
 
         Args:
-            timeout: Seconds to wait for the reply (None waits forever).
+            timeout: Seconds to wait for the reply (default: the agent's timeout).
 
         Returns:
             A dict of hyperparameter names to values.
         """
-        timeout = _check_timeout(timeout)
-        params: dict[str, Any] = ray.get(self.get_params_async(), timeout=timeout)
+        seconds = self._seconds(timeout)
+        params: dict[str, Any] = self._get(
+            self.get_params_async(), timeout=seconds, method="get_params"
+        )
         return params
 
     def get_params_async(self) -> ObjectRef[dict[str, Any]]:
         """Ask for the hyperparameters and return at once."""
+        self._check_open("get_params_async")
         ref: ObjectRef[dict[str, Any]] = self._actor.get_params.remote()
         return ref
 
@@ -499,14 +591,15 @@ class Agent:
             raise ValueError(msg)
         return params
 
-    def set_params(self, *, timeout: float | None = None, **params: Any) -> None:
+    def set_params(self, *, timeout: Timeout = DEFAULT, **params: Any) -> None:
         """Change hyperparameters of the live agent (the seeds' ``set_coef``).
 
         What it has learnt stays; the next prediction uses the new values. Checked
         here, before anything is sent.
 
         Args:
-            timeout: Seconds to wait for the acknowledgement (None waits forever).
+            timeout: Seconds to wait for the acknowledgement (default: the agent's
+                timeout).
             **params: The hyperparameters to change (see each agent's class).
 
         Raises:
@@ -514,71 +607,66 @@ class Agent:
                 out of range.
             TypeError: If a value has the wrong type.
         """
-        timeout = _check_timeout(timeout)
-        ray.get(self.set_params_async(**params), timeout=timeout)
+        seconds = self._seconds(timeout)
+        self._get(self.set_params_async(**params), timeout=seconds, method="set_params")
 
     def set_params_async(self, **params: Any) -> ObjectRef[None]:
         """Send a change of hyperparameters and return at once (see `set_params`)."""
         checked = self._check_params(dict(params))
+        self._check_open("set_params_async")
         ref: ObjectRef[None] = self._actor.set_params.remote(checked, *self._ids())
         return ref
 
-    def stats(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """Counters of the agent.
-
-        Args:
-            timeout: Seconds to wait for the reply (None waits forever).
-
-        Returns:
-            ``kind``, ``n_actions``, ``n_features``, ``predictions``, ``feedbacks``
-            (applied), ``reward_sum``, ``mean_reward``, ``restored_version`` (the
-            checkpoint the actor restored at its last start, 0 if none) and what
-            the agent kind adds.
-        """
-        timeout = _check_timeout(timeout)
-        stats: dict[str, Any] = ray.get(self.stats_async(), timeout=timeout)
-        return stats
-
-    def stats_async(self) -> ObjectRef[dict[str, Any]]:
-        """Ask for the counters and return at once."""
-        ref: ObjectRef[dict[str, Any]] = self._actor.stats.remote()
-        return ref
-
-    def checkpoint(self, *, timeout: float | None = None) -> int | None:
+    def checkpoint(self, *, timeout: Timeout = DEFAULT) -> int | None:
         """Write a checkpoint now (before a planned stop with ``checkpoint_every > 1``).
 
         Args:
-            timeout: Seconds to wait (None waits forever).
+            timeout: Seconds to wait (default: the agent's timeout).
 
         Returns:
             The version written (None without a store).
         """
-        timeout = _check_timeout(timeout)
+        seconds = self._seconds(timeout)
+        version: int | None = self._get(
+            self.checkpoint_async(), timeout=seconds, method="checkpoint"
+        )
+        return version
+
+    def checkpoint_async(self) -> ObjectRef[int | None]:
+        """Ask for a checkpoint and return at once: an ObjectRef to the version written."""
+        self._check_open("checkpoint_async")
         ref: ObjectRef[int | None] = self._actor.checkpoint.remote()
-        return ray.get(ref, timeout=timeout)
-
-    def pid(self, *, timeout: float | None = None) -> int:
-        """The process id of the actor (for crash demos and fault tests).
-
-        Args:
-            timeout: Seconds to wait for the reply (None waits forever).
-        """
-        timeout = _check_timeout(timeout)
-        return int(ray.get(self.pid_async(), timeout=timeout))
-
-    def pid_async(self) -> ObjectRef[int]:
-        """Ask for the actor's process id and return at once."""
-        ref: ObjectRef[int] = self._actor.pid.remote()
         return ref
 
-    def kill(self) -> None:
-        """Terminate the actor for good (its checkpoints stay in the store)."""
-        with contextlib.suppress(Exception):
-            ray.kill(self._actor, no_restart=True)
+    def _stats_async(self) -> ObjectRef[dict[str, Any]]:
+        # stats(): the common keys, and the agent's counters: n_actions, n_features,
+        # predictions, feedbacks (applied), reward_sum, mean_reward, restored_version
+        # (the checkpoint restored at the actor's last start, 0 if none) and what the
+        # agent kind adds.
+        ref: ObjectRef[dict[str, Any]] = self._actor.stats.remote()
+        return ref
 
 
 def _check_alpha(value: object) -> float:
     return check_number("alpha", value, positive=True)
+
+
+def linear_params(
+    *,
+    n_actions: object,
+    n_features: object,
+    alpha: object = 1.0,
+    l2_lambda: object = 1.0,
+    seed: object = None,
+) -> dict[str, Any]:
+    """The checked state parameters of a linear bandit (what LinUCB and Thompson take)."""
+    return {
+        "n_actions": check_n_actions(n_actions),
+        "n_features": check_int("n_features", n_features, minimum=1),
+        "alpha": _check_alpha(alpha),
+        "l2_lambda": check_number("l2_lambda", l2_lambda, positive=True),
+        "seed": _check_seed(seed),
+    }
 
 
 class _LinearAgent(Agent):
@@ -594,35 +682,34 @@ class _LinearAgent(Agent):
 
     def _start_linear(
         self,
-        n_actions: object,
-        n_features: object,
-        alpha: object,
-        l2_lambda: object,
-        seed: object,
+        params: dict[str, Any],
+        *,
         store: object,
         key: object,
         checkpoint_every: object,
+        name: object,
+        namespace: object,
+        timeout: object,
         actor_options: object,
+        extra_info: Mapping[str, Any] | None = None,
+        legacy_keys: Sequence[str] = (),
+        replica: bool = False,
     ) -> None:
-        k = check_n_actions(n_actions)
-        d = check_int("n_features", n_features, minimum=1)
-        params = {
-            "n_actions": k,
-            "n_features": d,
-            "alpha": _check_alpha(alpha),
-            "l2_lambda": check_number("l2_lambda", l2_lambda, positive=True),
-            "seed": _check_seed(seed),
-        }
         self._start(
             params,
-            n_actions=k,
-            n_features=d,
+            n_actions=params["n_actions"],
+            n_features=params["n_features"],
             binary=False,
             store=store,
             key=key,
             checkpoint_every=checkpoint_every,
+            name=name,
+            namespace=namespace,
+            timeout=timeout,
             actor_options=actor_options,
-            extra_info={"mergeable": True},
+            extra_info={"mergeable": True, **(extra_info or {})},
+            legacy_keys=legacy_keys,
+            replica=replica,
         )
 
 
@@ -638,7 +725,7 @@ class LinUCBAgent(_LinearAgent):
     LinUCB draws no random numbers: its predictions are a function of its state.
 
     Its statistics add, so several replicas can learn in parallel and merge
-    exactly: see `AgentReplicas`.
+    exactly: see `AgentReplicas`. Lifecycle, timeouts and checkpoints: see `Agent`.
 
     Args:
         n_actions: Number of actions (an int >= 2).
@@ -649,7 +736,11 @@ class LinUCBAgent(_LinearAgent):
         store: Checkpoint store (see `Agent`); None keeps the model in memory only.
         key: Checkpoint key (default: the actor's name, else a random key).
         checkpoint_every: Checkpoint after every N applied changes.
-        actor_options: Options for the actor (``name``, ``num_cpus``, ...).
+        name: Name of the actor (None: unnamed); `attach` finds it by name.
+        namespace: Ray namespace of the named actor (None: the job's).
+        timeout: Seconds each call waits by default (default 60; None: no bound).
+        actor_options: Other options for the actor (``num_cpus``, ``lifetime``,
+            ``get_if_exists``, ...; not ``name``).
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -657,40 +748,44 @@ class LinUCBAgent(_LinearAgent):
             ``l2_lambda <= 0``, or the store arguments are inconsistent.
 
     Examples:
-        >>> agent = LinUCBAgent(2, 2, alpha=1.0)
-        >>> agent.make_prediction([1.0, 0.0])  # nothing learnt: a tie, the lowest action
+        >>> with LinUCBAgent(n_actions=2, n_features=2, alpha=1.0) as agent:
+        ...     print(agent.make_prediction([1.0, 0.0]))  # nothing learnt: a tie, the lowest
+        ...     agent.receive_feedback([1.0, 0.0], action=0, reward=-1.0)
+        ...     print(agent.make_prediction([1.0, 0.0]))  # action 0 disappointed here
         0
-        >>> agent.receive_feedback([1.0, 0.0], action=0, reward=-1.0)
-        >>> agent.make_prediction([1.0, 0.0])  # action 0 disappointed here
         1
-        >>> agent.kill()
     """
 
     _state_kind = "linucb"
 
     def __init__(
         self,
+        *,
         n_actions: int,
         n_features: int,
-        *,
         alpha: float = 1.0,
         l2_lambda: float = 1.0,
         seed: int | None = None,
         store: CheckpointStore | None = None,
         key: str | None = None,
         checkpoint_every: int = 1,
+        name: str | None = None,
+        namespace: str | None = None,
+        timeout: Timeout = DEFAULT,
         actor_options: Mapping[str, Any] | None = None,
     ) -> None:
+        params = linear_params(
+            n_actions=n_actions, n_features=n_features, alpha=alpha, l2_lambda=l2_lambda, seed=seed
+        )
         self._start_linear(
-            n_actions,
-            n_features,
-            alpha,
-            l2_lambda,
-            seed,
-            store,
-            key,
-            checkpoint_every,
-            actor_options,
+            params,
+            store=store,
+            key=key,
+            checkpoint_every=checkpoint_every,
+            name=name,
+            namespace=namespace,
+            timeout=timeout,
+            actor_options=actor_options,
         )
 
 
@@ -701,7 +796,8 @@ class ThompsonSamplingAgent(_LinearAgent):
     plausible reward for each action, normal around its estimate with standard
     deviation ``alpha * sqrt(x^T A_a^-1 x)``, and plays the best sample. (Sampling
     the scalar ``theta~ . x`` directly is equivalent to sampling ``theta~`` from the
-    posterior, and costs what LinUCB costs.)
+    posterior, and costs what LinUCB costs.) Lifecycle, timeouts and checkpoints:
+    see `Agent`.
 
     Args:
         n_actions: Number of actions (an int >= 2).
@@ -713,7 +809,10 @@ class ThompsonSamplingAgent(_LinearAgent):
         store: Checkpoint store (see `Agent`).
         key: Checkpoint key.
         checkpoint_every: Checkpoint after every N applied changes.
-        actor_options: Options for the actor.
+        name: Name of the actor (None: unnamed).
+        namespace: Ray namespace of the named actor.
+        timeout: Seconds each call waits by default (default 60; None: no bound).
+        actor_options: Other options for the actor.
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -722,43 +821,49 @@ class ThompsonSamplingAgent(_LinearAgent):
             inconsistent.
 
     Examples:
-        >>> agent = ThompsonSamplingAgent(3, 2, seed=7)
-        >>> actions = agent.make_predictions([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+        >>> with ThompsonSamplingAgent(n_actions=3, n_features=2, seed=7) as agent:
+        ...     actions = agent.make_predictions([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
         >>> all(a in range(3) for a in actions)
         True
-        >>> agent.kill()
     """
 
     _state_kind = "thompson"
 
     def __init__(
         self,
+        *,
         n_actions: int,
         n_features: int,
-        *,
         alpha: float = 1.0,
         l2_lambda: float = 1.0,
         seed: int | None = None,
         store: CheckpointStore | None = None,
         key: str | None = None,
         checkpoint_every: int = 1,
+        name: str | None = None,
+        namespace: str | None = None,
+        timeout: Timeout = DEFAULT,
         actor_options: Mapping[str, Any] | None = None,
     ) -> None:
+        params = linear_params(
+            n_actions=n_actions, n_features=n_features, alpha=alpha, l2_lambda=l2_lambda, seed=seed
+        )
         self._start_linear(
-            n_actions,
-            n_features,
-            alpha,
-            l2_lambda,
-            seed,
-            store,
-            key,
-            checkpoint_every,
-            actor_options,
+            params,
+            store=store,
+            key=key,
+            checkpoint_every=checkpoint_every,
+            name=name,
+            namespace=namespace,
+            timeout=timeout,
+            actor_options=actor_options,
         )
 
 
 class RandomAgent(Agent):
     """Plays uniformly at random and learns nothing: the baseline every agent must beat.
+
+    Lifecycle, timeouts and checkpoints: see `Agent`.
 
     Args:
         n_actions: Number of actions (an int >= 2).
@@ -768,30 +873,35 @@ class RandomAgent(Agent):
         store: Checkpoint store (it keeps the counters and random state).
         key: Checkpoint key.
         checkpoint_every: Checkpoint after every N applied changes.
-        actor_options: Options for the actor.
+        name: Name of the actor (None: unnamed).
+        namespace: Ray namespace of the named actor.
+        timeout: Seconds each call waits by default (default 60; None: no bound).
+        actor_options: Other options for the actor.
 
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If ``n_actions < 2`` or ``seed < 0``.
 
     Examples:
-        >>> agent = RandomAgent(4, seed=0)
-        >>> agent.make_predictions([[0.0], [0.0], [0.0]])
+        >>> with RandomAgent(n_actions=4, seed=0) as agent:
+        ...     agent.make_predictions([[0.0], [0.0], [0.0]])
         [3, 2, 2]
-        >>> agent.kill()
     """
 
     _state_kind = "random"
 
     def __init__(
         self,
-        n_actions: int,
         *,
+        n_actions: int,
         n_features: int | None = None,
         seed: int | None = None,
         store: CheckpointStore | None = None,
         key: str | None = None,
         checkpoint_every: int = 1,
+        name: str | None = None,
+        namespace: str | None = None,
+        timeout: Timeout = DEFAULT,
         actor_options: Mapping[str, Any] | None = None,
     ) -> None:
         k = check_n_actions(n_actions)
@@ -805,6 +915,9 @@ class RandomAgent(Agent):
             store=store,
             key=key,
             checkpoint_every=checkpoint_every,
+            name=name,
+            namespace=namespace,
+            timeout=timeout,
             actor_options=actor_options,
         )
 
@@ -840,6 +953,20 @@ class LearningAgent(Agent):
     This is the seed's claim made concrete: the models stay in the actor's memory
     and are never pickled between cycles (the benchmark measures what that saves).
 
+    For a classifier the rewards are the numbers 0 and 1 (``float(clicked)``, or
+    ``clicked.astype(float)`` for a batch); bools and arrays of bool are refused,
+    as everywhere in the library.
+
+    The estimator is user code running in the actor. With a store, a feedback
+    whose ``partial_fit`` crashes the process (a native library dying on one
+    input) is re-sent by Ray at most 3 times, then fails with
+    `patterns.ActorLostError` naming the agent and ``receive_feedback``; it was
+    not applied, every acknowledged feedback stays applied once, and the restarted
+    agent serves the other calls. With ``retrain_every > 1`` the input is
+    acknowledged into the buffer first, and every later call that trains the
+    buffer fails: keep ``retrain_every=1`` for an estimator that may crash on an
+    input. Lifecycle and timeouts: see `Agent`.
+
     Args:
         estimator: A scikit-learn estimator with ``partial_fit`` (not fitted: it
             is cloned per action).
@@ -856,7 +983,10 @@ class LearningAgent(Agent):
             and the random state).
         key: Checkpoint key.
         checkpoint_every: Checkpoint after every N applied changes.
-        actor_options: Options for the actor.
+        name: Name of the actor (None: unnamed).
+        namespace: Ray namespace of the named actor.
+        timeout: Seconds each call waits by default (default 60; None: no bound).
+        actor_options: Other options for the actor.
 
     ``set_params`` also takes the estimator's own hyperparameters as
     ``estimator__<name>`` (scikit-learn's convention); the live models keep what
@@ -870,14 +1000,13 @@ class LearningAgent(Agent):
 
     Examples:
         >>> from sklearn.linear_model import SGDRegressor
-        >>> agent = LearningAgent(SGDRegressor(), n_actions=2, epsilon=0.0, seed=0)
-        >>> agent.receive_feedbacks([[1.0, 0.0], [1.0, 0.0]], [0, 1], [1.0, -1.0])
-        >>> agent.make_prediction([1.0, 0.0])
+        >>> with LearningAgent(SGDRegressor(), n_actions=2, epsilon=0.0, seed=0) as agent:
+        ...     agent.receive_feedbacks([[1.0, 0.0], [1.0, 0.0]], [0, 1], [1.0, -1.0])
+        ...     print(agent.make_prediction([1.0, 0.0]))
+        ...     agent.set_params(epsilon=0.2)
+        ...     print([type(model).__name__ for model in agent.get_model()])
         0
-        >>> agent.set_params(epsilon=0.2)
-        >>> [type(model).__name__ for model in agent.get_model()]
         ['SGDRegressor', 'SGDRegressor']
-        >>> agent.kill()
     """
 
     _state_kind = "learning"
@@ -886,8 +1015,8 @@ class LearningAgent(Agent):
     def __init__(
         self,
         estimator: Any,
-        n_actions: int,
         *,
+        n_actions: int,
         epsilon: float = 0.1,
         retrain_every: int = 1,
         seed: int | None = None,
@@ -895,6 +1024,9 @@ class LearningAgent(Agent):
         store: CheckpointStore | None = None,
         key: str | None = None,
         checkpoint_every: int = 1,
+        name: str | None = None,
+        namespace: str | None = None,
+        timeout: Timeout = DEFAULT,
         actor_options: Mapping[str, Any] | None = None,
     ) -> None:
         from sklearn.base import clone, is_classifier
@@ -919,6 +1051,9 @@ class LearningAgent(Agent):
             store=store,
             key=key,
             checkpoint_every=checkpoint_every,
+            name=name,
+            namespace=namespace,
+            timeout=timeout,
             actor_options=actor_options,
             extra_info={"estimator": template},
         )
@@ -934,37 +1069,39 @@ class LearningAgent(Agent):
             _check_estimator_params(self._info["estimator"], nested)
         return {**plain, **nested}
 
-    def get_model(self, *, timeout: float | None = None) -> list[Any]:
+    def get_model(self, *, timeout: Timeout = DEFAULT) -> list[Any]:
         """Copies of the per-action models as fitted now (action 0 first).
 
         Args:
-            timeout: Seconds to wait for the reply (None waits forever).
+            timeout: Seconds to wait for the reply (default: the agent's timeout).
 
         Returns:
             ``n_actions`` fitted (or not yet fitted) estimators.
         """
-        timeout = _check_timeout(timeout)
-        models: list[Any] = ray.get(self.get_model_async(), timeout=timeout)
+        seconds = self._seconds(timeout)
+        models: list[Any] = self._get(self.get_model_async(), timeout=seconds, method="get_model")
         return models
 
     def get_model_async(self) -> ObjectRef[list[Any]]:
         """Ask for copies of the models and return at once."""
+        self._check_open("get_model_async")
         ref: ObjectRef[list[Any]] = self._actor.get_model.remote()
         return ref
 
-    def set_model(self, models: Sequence[Any], *, timeout: float | None = None) -> None:
+    def set_model(self, models: Sequence[Any], *, timeout: Timeout = DEFAULT) -> None:
         """Install per-action models (e.g. from `get_model` of another agent).
 
         Args:
             models: ``n_actions`` estimators with ``partial_fit``, action 0 first.
-            timeout: Seconds to wait for the acknowledgement (None waits forever).
+            timeout: Seconds to wait for the acknowledgement (default: the agent's
+                timeout).
 
         Raises:
             TypeError: If ``models`` is not a sequence of estimators with partial_fit.
             ValueError: If it does not hold ``n_actions`` models.
         """
-        timeout = _check_timeout(timeout)
-        ray.get(self.set_model_async(models), timeout=timeout)
+        seconds = self._seconds(timeout)
+        self._get(self.set_model_async(models), timeout=seconds, method="set_model")
 
     def set_model_async(self, models: Sequence[Any]) -> ObjectRef[None]:
         """Send models to install and return at once (see `set_model`)."""
@@ -978,6 +1115,7 @@ class LearningAgent(Agent):
             if not callable(getattr(model, "partial_fit", None)):
                 msg = f"'models' must hold estimators with partial_fit, got {describe(model)}"
                 raise TypeError(msg)
+        self._check_open("set_model_async")
         ref: ObjectRef[None] = self._actor.set_model.remote(list(models), *self._ids())
         return ref
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from patterns._checks import check_choice, check_int, check_number, describe
+from patterns._calls import DEFAULT, Timeout, check_timeout, resolve_timeout
+from patterns._checks import check_choice, check_int, check_number, check_positive_float, describe
 from patterns.agents._validate import check_action, check_context, check_n_actions
+from patterns.errors import CallTimeoutError
 
 __all__ = ["BanditHistory", "ContextualBanditEnv", "run_bandit"]
 
@@ -51,7 +53,7 @@ class ContextualBanditEnv:
             ``rewards`` is not one of the two kinds.
 
     Examples:
-        >>> env = ContextualBanditEnv(3, 4, seed=0)
+        >>> env = ContextualBanditEnv(n_actions=3, n_features=4, seed=0)
         >>> x = env.context()
         >>> x.shape
         (4,)
@@ -64,9 +66,9 @@ class ContextualBanditEnv:
 
     def __init__(
         self,
+        *,
         n_actions: int,
         n_features: int,
-        *,
         noise: float = 0.1,
         seed: int = 0,
         rewards: str = "gaussian",
@@ -85,7 +87,8 @@ class ContextualBanditEnv:
 
     def __repr__(self) -> str:
         return (
-            f"ContextualBanditEnv({self.n_actions}, {self.n_features}, noise={self.noise:g}, "
+            f"ContextualBanditEnv(n_actions={self.n_actions}, n_features={self.n_features}, "
+            f"noise={self.noise:g}, "
             f"seed={self.seed}, rewards={self.rewards!r})"
         )
 
@@ -109,7 +112,7 @@ class ContextualBanditEnv:
         """Draw the next context: a float64 vector of ``n_features``.
 
         Examples:
-            >>> ContextualBanditEnv(2, 3, seed=1).context().shape
+            >>> ContextualBanditEnv(n_actions=2, n_features=3, seed=1).context().shape
             (3,)
         """
         return np.asarray(self._draw_contexts(1)[0])
@@ -118,7 +121,7 @@ class ContextualBanditEnv:
         """The expected reward of every action in ``context`` (what an oracle knows).
 
         Examples:
-            >>> env = ContextualBanditEnv(2, 2, seed=0)
+            >>> env = ContextualBanditEnv(n_actions=2, n_features=2, seed=0)
             >>> env.expected_rewards([0.0, 0.0]).tolist()
             [0.0, 0.0]
         """
@@ -129,7 +132,7 @@ class ContextualBanditEnv:
         """The action with the highest expected reward in ``context``.
 
         Examples:
-            >>> env = ContextualBanditEnv(3, 2, seed=0)
+            >>> env = ContextualBanditEnv(n_actions=3, n_features=2, seed=0)
             >>> env.best_action(env.context()) in range(3)
             True
         """
@@ -139,7 +142,7 @@ class ContextualBanditEnv:
         """Draw this round's reward of every action (one draw of noise per action).
 
         Examples:
-            >>> env = ContextualBanditEnv(3, 2, seed=0, rewards="bernoulli")
+            >>> env = ContextualBanditEnv(n_actions=3, n_features=2, seed=0, rewards="bernoulli")
             >>> sorted(set(env.sample_rewards(env.context()).tolist())) <= [0.0, 1.0]
             True
         """
@@ -149,7 +152,7 @@ class ContextualBanditEnv:
         """Draw the reward of ``action`` in ``context`` (this round's draw, see the class).
 
         Examples:
-            >>> env = ContextualBanditEnv(2, 2, noise=0.0, seed=0)
+            >>> env = ContextualBanditEnv(n_actions=2, n_features=2, noise=0.0, seed=0)
             >>> x = env.context()
             >>> env.reward(x, 0) == float(env.expected_rewards(x)[0])
             True
@@ -222,7 +225,13 @@ def _check_agent(agent: object, batch_size: int) -> None:
 
 
 def run_bandit(
-    agent: Any, env: ContextualBanditEnv, *, rounds: int, batch_size: int = 1
+    agent: Any,
+    env: ContextualBanditEnv,
+    *,
+    rounds: int,
+    batch_size: int = 1,
+    budget_s: float | None = None,
+    timeout: Timeout = DEFAULT,
 ) -> BanditHistory:
     """Play ``rounds`` rounds of ``env`` with ``agent``; return what happened.
 
@@ -236,11 +245,21 @@ def run_bandit(
     Any object with the agent interface works: the agents of this module,
     `AgentReplicas`, or anything else with those methods.
 
+    A long operation, bounded: every call to an agent of this library waits at most
+    ``timeout`` (by default the agent's own timeout, 60 s unless it was given
+    another), so a stuck agent raises `patterns.CallTimeoutError` naming it and the
+    method instead of hanging the run; ``budget_s`` bounds the whole run (each call
+    waits at most the time left). An object of your own is called without a
+    timeout, and the budget is checked between its calls.
+
     Args:
         agent: The agent.
         env: The environment (its random streams advance).
         rounds: How many rounds (an int >= 1).
         batch_size: Rounds per call to the agent (an int >= 1).
+        budget_s: Seconds the whole run may take (None: no overall bound).
+        timeout: Seconds each call to the agent may wait (default: the agent's
+            timeout; None: no bound).
 
     Returns:
         A `BanditHistory` with one entry per round.
@@ -249,6 +268,8 @@ def run_bandit(
         TypeError: If ``agent`` lacks the methods, or ``env`` is not a
             ContextualBanditEnv.
         ValueError: If ``rounds`` or ``batch_size`` is < 1.
+        CallTimeoutError: A call got no reply within its timeout, or the run did
+            not finish within ``budget_s``.
 
     Examples:
         >>> class AlwaysFirst:  # anything with the agent interface will do
@@ -256,29 +277,57 @@ def run_bandit(
         ...         return [0] * len(contexts)
         ...     def receive_feedbacks(self, contexts, actions, rewards):
         ...         pass
-        >>> env = ContextualBanditEnv(3, 4, seed=0)
+        >>> env = ContextualBanditEnv(n_actions=3, n_features=4, seed=0)
         >>> history = run_bandit(AlwaysFirst(), env, rounds=50, batch_size=25)
         >>> len(history), history.cumulative_regret > 0
         (50, True)
     """
+    from patterns._facade import ActorFacade
+
     rounds = check_int("rounds", rounds, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
+    limit = None if budget_s is None else check_positive_float("budget_s", budget_s)
+    check_timeout(timeout)
     if not isinstance(env, ContextualBanditEnv):
         msg = f"'env' must be a ContextualBanditEnv, got {describe(env)}"
         raise TypeError(msg)
     _check_agent(agent, batch_size)
+    ours = isinstance(agent, ActorFacade)
+    per_call = resolve_timeout(timeout, agent.timeout) if ours else None
     actions = np.empty(rounds, dtype=np.int64)
     rewards = np.empty(rounds)
     expected = np.empty(rounds)
     best = np.empty(rounds)
     oracle = np.empty(rounds)
     started = time.perf_counter()
+    deadline = None if limit is None else time.monotonic() + limit
+
+    def call(method: str, played: int, *args: Any) -> Any:
+        bound = per_call
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                msg = f"run_bandit spent its budget_s={limit:g} s after {played} of {rounds} rounds"
+                raise CallTimeoutError(msg)
+            if ours and (bound is None or left < bound):
+                try:
+                    return getattr(agent, method)(*args, timeout=left)
+                except CallTimeoutError as exc:
+                    msg = (
+                        f"run_bandit spent its budget_s={limit:g} s after {played} of {rounds} "
+                        f"rounds, waiting for {method}: {exc}"
+                    )
+                    raise CallTimeoutError(msg) from exc
+        if ours:
+            return getattr(agent, method)(*args, timeout=bound)
+        return getattr(agent, method)(*args)
+
     for first, contexts, means, drawn in _rounds(env, rounds, batch_size):
         stop = first + len(contexts)
         if batch_size == 1:
-            chosen = [agent.make_prediction(contexts[0])]
+            chosen = [call("make_prediction", first, contexts[0])]
         else:
-            chosen = list(agent.make_predictions(contexts))
+            chosen = list(call("make_predictions", first, contexts))
         if len(chosen) != len(contexts):
             msg = f"the agent returned {len(chosen)} actions for {len(contexts)} contexts"
             raise ValueError(msg)
@@ -293,9 +342,9 @@ def run_bandit(
         best[first:stop] = means[rows, top]
         oracle[first:stop] = drawn[rows, top]
         if batch_size == 1:
-            agent.receive_feedback(contexts[0], int(picked[0]), float(rewards[first]))
+            call("receive_feedback", first, contexts[0], int(picked[0]), float(rewards[first]))
         else:
-            agent.receive_feedbacks(contexts, picked, rewards[first:stop])
+            call("receive_feedbacks", first, contexts, picked, rewards[first:stop])
     return BanditHistory(
         actions, rewards, expected, best, oracle, seconds=time.perf_counter() - started
     )

@@ -24,7 +24,8 @@ import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
 
-from patterns._actors import check_actor_options, make_actor
+from patterns._actors import attach_named, check_actor_options, make_actor, rebuild
+from patterns._calls import DEFAULT, STOP_TIMEOUT_S, Timeout, stop_actors
 from patterns._checks import (
     check_int,
     check_name,
@@ -32,6 +33,10 @@ from patterns._checks import (
     check_positive_float,
     describe,
 )
+from patterns._facade import ActorFacade, check_facade_timeout
+from patterns._ray_internals import actor_id_hex
+from patterns.agents._agents import check_options_and_naming
+from patterns.errors import ActorLostError, CallTimeoutError
 
 __all__ = ["PolicyHistory", "RolloutWorker", "train_policy"]
 
@@ -99,10 +104,6 @@ class _RolloutActor:
 _RemoteRolloutActor = ray.remote(_RolloutActor)
 
 
-def _check_timeout(timeout: object) -> float | None:
-    return None if timeout is None else check_positive_float("timeout", timeout)
-
-
 def _check_seeds(seeds: object) -> list[int]:
     if isinstance(seeds, str | bytes) or not isinstance(seeds, Sequence):
         msg = f"'seeds' must be a sequence of ints (one per episode), got {describe(seeds)}"
@@ -125,7 +126,7 @@ def _check_weights(weights: object) -> np.ndarray | ObjectRef[Any]:
     return array.astype(np.float64, copy=False)
 
 
-class RolloutWorker:
+class RolloutWorker(ActorFacade):
     """A Ray actor that plays episodes of a gymnasium environment with a given policy.
 
     The policy is linear softmax over the observation and a constant:
@@ -135,58 +136,127 @@ class RolloutWorker:
     learner can hand a dead worker's episodes to its replacement and get the
     same trajectories.
 
-    gymnasium is imported inside the actor, not here.
+    gymnasium is imported inside the actor, not here. Rollout workers hold no
+    state worth restoring: by default Ray does not restart them, and
+    `train_policy` replaces dead ones. ``close()`` (what ``with`` does) stops the
+    actor and waits until Ray reports it dead; a copy unpickled in a task, or a
+    facade from `attach`, releases it instead. ``kill()`` is the crash simulation.
 
     Args:
         env_id: A gymnasium environment with a discrete action space and a box
             observation (default ``"CartPole-v1"``).
-        actor_options: Options for the actor (``num_cpus``, ``scheduling_strategy``,
-            ...). Rollout workers hold no state worth restoring: by default Ray
-            does not restart them; `train_policy` replaces dead ones.
+        name: Name of the actor (None: unnamed); `attach` finds it by name.
+        namespace: Ray namespace of the named actor.
+        timeout: Seconds each call waits by default (default 60; None: no bound).
+        actor_options: Other options for the actor (``num_cpus``,
+            ``scheduling_strategy``, ...; not ``name``).
 
     Raises:
         TypeError: If ``env_id`` is not a str or ``actor_options`` not a dict.
 
     Examples:
-        >>> worker = RolloutWorker()
-        >>> worker.spaces()
+        >>> with RolloutWorker("CartPole-v1") as worker:
+        ...     print(worker.spaces())
+        ...     [episode] = worker.rollout(np.zeros((2, 5)), seeds=[0])
         (4, 2)
-        >>> [episode] = worker.rollout(np.zeros((2, 5)), seeds=[0])
         >>> float(episode["rewards"].sum()) == len(episode["actions"])
         True
-        >>> worker.kill()
     """
 
     def __init__(
-        self, env_id: str = "CartPole-v1", *, actor_options: Mapping[str, Any] | None = None
+        self,
+        env_id: str = "CartPole-v1",
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        timeout: Timeout = DEFAULT,
+        actor_options: Mapping[str, Any] | None = None,
     ) -> None:
         env_id = check_name("env_id", env_id)
-        options = check_actor_options(actor_options)
+        seconds = check_facade_timeout(timeout)
+        options, checked_name, checked_namespace, naming = check_options_and_naming(
+            actor_options, name, namespace, defaults=None, facade="RolloutWorker"
+        )
+        actor = make_actor(_RemoteRolloutActor, {**options, **naming}, env_id)
+        self._setup(actor, env_id, checked_name, checked_namespace, seconds)
+
+    def _setup(
+        self,
+        actor: ActorHandle[Any],
+        env_id: str,
+        name: str | None,
+        namespace: str | None,
+        timeout: float | None,
+    ) -> None:
+        self._actor = actor
         self._env_id = env_id
-        self._actor: ActorHandle[Any] = make_actor(_RemoteRolloutActor, options, env_id)
+        self._init_facade([actor], name=name, namespace=namespace, owned=True, timeout=timeout)
+
+    @classmethod
+    def attach(
+        cls,
+        name: str,
+        *,
+        namespace: str | None = None,
+        own: bool = False,
+        timeout: Timeout = DEFAULT,
+    ) -> RolloutWorker:
+        """Return a facade for the live rollout worker called ``name``.
+
+        It does not own the actor unless ``own=True``: its ``close()`` releases it.
+
+        Args:
+            name: The actor's name (``name=`` when it was created).
+            namespace: Its Ray namespace (default: this job's).
+            own: Take the actor over: ``close()`` stops it.
+            timeout: The facade's timeout for its calls (default 60 s).
+
+        Raises:
+            TypeError: If the actor is not a RolloutWorker.
+            ValueError: If there is no live actor with that name.
+        """
+        seconds = check_facade_timeout(timeout)
+        actor, info = attach_named(name, namespace, kind="RolloutWorker")
+        return rebuild(cls, actor, info["env_id"], name, namespace, seconds, owned=bool(own))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            rebuild,
+            (RolloutWorker, self._actor, self._env_id, self.name, self.namespace, self.timeout),
+        )
 
     def __repr__(self) -> str:
-        return f"RolloutWorker({self._env_id!r}, actor_id={self._actor._actor_id.hex()!r})"
+        who = f"name={self.name!r}" if self.name else f"actor_id={actor_id_hex(self._actor)!r}"
+        return f"RolloutWorker({self._env_id!r}, {who})"
 
     @property
     def actor(self) -> ActorHandle[Any]:
         """The Ray actor handle behind the facade."""
         return self._actor
 
-    def spaces(self, *, timeout: float | None = None) -> tuple[int, int]:
+    @property
+    def env_id(self) -> str:
+        """The gymnasium environment the worker plays."""
+        return self._env_id
+
+    def spaces(self, *, timeout: Timeout = DEFAULT) -> tuple[int, int]:
         """The environment's observation size and number of actions.
 
         Args:
-            timeout: Seconds to wait (None waits forever).
+            timeout: Seconds to wait (default: the worker's timeout; None: no bound).
         """
-        timeout = _check_timeout(timeout)
-        ref: ObjectRef[tuple[int, int]] = self._actor.spaces.remote()
-        spaces = ray.get(ref, timeout=timeout)
-        size, actions = spaces
+        seconds = self._seconds(timeout)
+        size, actions = self._get(self.spaces_async(), timeout=seconds, method="spaces")
         return int(size), int(actions)
 
+    def spaces_async(self) -> ObjectRef[tuple[int, int]]:
+        """Ask for the spaces and return at once."""
+        self._check_open("spaces_async")
+        ref: ObjectRef[tuple[int, int]] = self._actor.spaces.remote()
+        return ref
+
     def rollout(
-        self, weights: Any, *, seeds: Sequence[int], timeout: float | None = None
+        self, weights: Any, *, seeds: Sequence[int], timeout: Timeout = DEFAULT
     ) -> list[Trajectory]:
         """Play one episode per seed with the policy ``weights``.
 
@@ -194,7 +264,7 @@ class RolloutWorker:
             weights: The policy, an array of shape ``(n_actions, observation size +
                 1)``, or an ObjectRef to one (a learner puts it once for all workers).
             seeds: One seed (an int >= 0) per episode.
-            timeout: Seconds to wait (None waits forever).
+            timeout: Seconds to wait (default: the worker's timeout; None: no bound).
 
         Returns:
             One dict per episode: ``seed``, ``observations`` (with the constant 1
@@ -202,30 +272,26 @@ class RolloutWorker:
 
         Raises:
             TypeError: If ``weights`` or ``seeds`` has the wrong type.
+            CallTimeoutError: The episodes did not come within ``timeout``.
         """
-        timeout = _check_timeout(timeout)
-        episodes: list[Trajectory] = ray.get(
-            self.rollout_async(weights, seeds=seeds), timeout=timeout
-        )
+        seconds = self._seconds(timeout)
+        ref = self.rollout_async(weights, seeds=seeds)
+        episodes: list[Trajectory] = self._get(ref, timeout=seconds, method="rollout")
         return episodes
 
     def rollout_async(self, weights: Any, *, seeds: Sequence[int]) -> ObjectRef[list[Trajectory]]:
         """Start the episodes and return at once: an ObjectRef to the trajectories."""
+        checked_weights, checked_seeds = _check_weights(weights), _check_seeds(seeds)
+        self._check_open("rollout_async")
         ref: ObjectRef[list[Trajectory]] = self._actor.rollout.remote(
-            _check_weights(weights), _check_seeds(seeds)
+            checked_weights, checked_seeds
         )
         return ref
 
-    def pid(self, *, timeout: float | None = None) -> int:
-        """The worker's process id (for fault tests and demos)."""
-        timeout = _check_timeout(timeout)
-        ref: ObjectRef[int] = self._actor.pid.remote()
-        return int(ray.get(ref, timeout=timeout))
-
-    def kill(self) -> None:
-        """Terminate the worker's actor."""
-        with contextlib.suppress(Exception):
-            ray.kill(self._actor, no_restart=True)
+    def _stats_async(self) -> ObjectRef[dict[str, Any]]:
+        # stats(): the common keys, and env_id and episodes (played by this actor).
+        ref: ObjectRef[dict[str, Any]] = self._actor.describe.remote()
+        return ref
 
 
 @dataclass
@@ -240,12 +306,12 @@ class PolicyHistory:
         solved_seconds: Wall time at that moment (None if never).
         seconds: Wall time of the whole run (workers' start included).
         weights: The policy at the end.
-        workers: Rollout workers used.
-        replaced_workers: Workers that died (or hung) and were replaced.
+        n_workers: Rollout workers used.
+        n_replaced_workers: Workers that died and were replaced.
         target: The target mean return.
         window: Episodes in the moving average.
         stopped_by: Why training stopped: ``"target"`` (solved),
-            ``"max_episodes"`` or ``"max_seconds"`` (the budget ran out first).
+            ``"max_episodes"`` or ``"budget_s"`` (a budget ran out first).
 
     Examples:
         >>> history = PolicyHistory(returns=np.array([10.0, 30.0, 50.0]), window=2,
@@ -262,8 +328,8 @@ class PolicyHistory:
     solved_seconds: float | None = None
     seconds: float = 0.0
     weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    workers: int = 0
-    replaced_workers: int = 0
+    n_workers: int = 0
+    n_replaced_workers: int = 0
     target: float = 195.0
     window: int = 100
     stopped_by: str = "max_episodes"
@@ -342,13 +408,9 @@ class _Adam:
         return np.asarray(weights + self.learning_rate * m_hat / (np.sqrt(v_hat) + 1e-8))
 
 
-def _dead(error: BaseException) -> bool:
-    return isinstance(error, ray.exceptions.RayActorError | ray.exceptions.GetTimeoutError)
-
-
 def train_policy(
     *,
-    workers: int = 2,
+    n_workers: int = 2,
     target: float = 195.0,
     max_episodes: int = 2_000,
     episodes_per_iteration: int = 10,
@@ -357,8 +419,8 @@ def train_policy(
     window: int = 100,
     seed: int = 0,
     env_id: str = "CartPole-v1",
-    max_seconds: float | None = None,
-    rollout_timeout: float = 300.0,
+    budget_s: float | None = None,
+    rollout_timeout_s: float = 300.0,
     worker_options: Mapping[str, Any] | None = None,
     on_iteration: Callable[[dict[str, Any]], None] | None = None,
 ) -> PolicyHistory:
@@ -370,17 +432,25 @@ def train_policy(
     gradient (REINFORCE with a per-time-step baseline). It stops when the mean
     return over the last ``window`` episodes reaches ``target`` (the classic
     CartPole criterion: 195 over 100 consecutive episodes), or at
-    ``max_episodes`` / ``max_seconds``, whichever comes first (the history's
+    ``max_episodes`` / ``budget_s``, whichever comes first (the history's
     ``stopped_by`` says which).
 
     Episodes are seeded from ``(seed, iteration, index)``, so the learning curve
     does not depend on how many workers play them or on which one. A worker
-    that dies (or does not answer within ``rollout_timeout``) is killed and
-    replaced, and its episodes are played again by the new one: training goes
-    on, and the curve is the one an undisturbed run draws.
+    that dies is replaced, and its episodes are played again by the new one:
+    training goes on, and the curve is the one an undisturbed run draws (at most
+    ``3 * n_workers`` replacements per iteration, then `patterns.ActorLostError`).
+
+    A long operation, bounded: the workers must deliver an iteration's episodes
+    (replacements included) within ``rollout_timeout_s``, else the run raises
+    `patterns.CallTimeoutError` naming the worker still missing: a stuck worker
+    (or a simulator slower than that) ends the run instead of hanging it. The
+    budget is checked before each iteration, so a run returns (or raises) within
+    ``budget_s + rollout_timeout_s``, plus the few seconds it takes to stop its
+    workers. The workers are stopped (and seen dead) before it returns.
 
     Args:
-        workers: Rollout workers (an int >= 1).
+        n_workers: Rollout workers (an int >= 1).
         target: Mean return to reach.
         max_episodes: Stop after this many episodes (an int >= 1).
         episodes_per_iteration: Episodes per update, split over the workers.
@@ -389,12 +459,10 @@ def train_policy(
         window: Episodes in the moving average (an int >= 1).
         seed: Seed of every episode (an int >= 0).
         env_id: The gymnasium environment.
-        max_seconds: A wall-clock budget in seconds, counted from the call (the
-            workers' start included); a number > 0, or None for no limit. It is
-            checked before each iteration, so a run ends at most one iteration
-            (and ``rollout_timeout``) past it.
-        rollout_timeout: Seconds to wait for one worker's episodes before
-            replacing it.
+        budget_s: A wall-clock budget in seconds, counted from the call (the
+            workers' start included); a number > 0, or None for no limit.
+        rollout_timeout_s: Seconds an iteration may wait for its episodes (and
+            the workers' start for their first answer).
         worker_options: Actor options of the workers (default: spread over the
             nodes).
         on_iteration: Called after each update with a dict: ``iteration``,
@@ -408,13 +476,16 @@ def train_policy(
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If a count is < 1 or a number out of range.
+        CallTimeoutError: An iteration's episodes did not all come within
+            ``rollout_timeout_s``.
+        ActorLostError: Workers kept dying past the replacements allowed.
 
     Examples:
-        >>> history = train_policy(workers=1, max_episodes=20, episodes_per_iteration=10)
+        >>> history = train_policy(n_workers=1, max_episodes=20, episodes_per_iteration=10)
         >>> history.episodes, history.iterations, history.weights.shape, history.stopped_by
         (20, 2, (2, 5), 'max_episodes')
     """
-    workers = check_int("workers", workers, minimum=1)
+    n_workers = check_int("n_workers", n_workers, minimum=1)
     target = check_number("target", target)
     max_episodes = check_int("max_episodes", max_episodes, minimum=1)
     per_iteration = check_int("episodes_per_iteration", episodes_per_iteration, minimum=1)
@@ -423,30 +494,34 @@ def train_policy(
     window = check_int("window", window, minimum=1)
     seed = check_int("seed", seed, minimum=0)
     env_id = check_name("env_id", env_id)
-    limit = None if max_seconds is None else check_positive_float("max_seconds", max_seconds)
-    rollout_timeout = check_positive_float("rollout_timeout", rollout_timeout)
+    limit = None if budget_s is None else check_positive_float("budget_s", budget_s)
+    rollout_timeout_s = check_positive_float("rollout_timeout_s", rollout_timeout_s)
     options = check_actor_options(worker_options, defaults={"scheduling_strategy": "SPREAD"})
+    for naming in ("name", "namespace", "get_if_exists"):
+        if naming in options:
+            msg = f"'worker_options' may not set {naming!r}: the rollout workers are unnamed"
+            raise ValueError(msg)
     if on_iteration is not None and not callable(on_iteration):
         msg = f"'on_iteration' must be callable or None, got {describe(on_iteration)}"
         raise TypeError(msg)
 
     started = time.perf_counter()
-    pool = [RolloutWorker(env_id, actor_options=options) for _ in range(workers)]
-    history = PolicyHistory(returns=np.zeros(0), workers=workers, target=target, window=window)
+    history = PolicyHistory(returns=np.zeros(0), n_workers=n_workers, target=target, window=window)
     returns: list[float] = []
+    run = _Pool(env_id, options, rollout_timeout_s, n_workers)
     try:
-        size, n_actions = pool[0].spaces(timeout=rollout_timeout)
+        size, n_actions = run.workers[0].spaces(timeout=rollout_timeout_s)
         weights = np.zeros((n_actions, size + 1))
         optimizer = _Adam(weights.shape, learning_rate)
         iteration = 0
         while len(returns) < max_episodes:
             if limit is not None and time.perf_counter() - started > limit:
-                history.stopped_by = "max_seconds"
+                history.stopped_by = "budget_s"
                 break
             count = min(per_iteration, max_episodes - len(returns))
             seeds = [_episode_seed(seed, iteration, j) for j in range(count)]
             shared = ray.put(weights)  # one copy in the object store for every worker
-            episodes = _play(pool, shared, seeds, env_id, options, rollout_timeout, history)
+            episodes = run.play(shared, seeds, iteration)
             for episode in episodes:
                 returns.append(float(episode["rewards"].sum()))
                 reached = len(returns) >= window and np.mean(returns[-window:]) >= target
@@ -465,53 +540,82 @@ def train_policy(
                         "iteration": iteration,
                         "episodes": len(returns),
                         "moving_average": float(np.mean(recent)),
-                        "workers": list(pool),
+                        "workers": list(run.workers),
                     }
                 )
         history.iterations = iteration
         history.weights = weights
-    finally:
-        for worker in pool:
-            worker.kill()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the error above is the one to report
+            run.close()
+        raise
+    run.close()
+    history.n_replaced_workers = run.replaced
     history.returns = np.array(returns)
     history.seconds = time.perf_counter() - started
     return history
 
 
-def _play(
-    pool: list[RolloutWorker],
-    weights: ObjectRef[Any],
-    seeds: list[int],
-    env_id: str,
-    options: Mapping[str, Any],
-    timeout: float,
-    history: PolicyHistory,
-) -> list[Trajectory]:
-    """Split ``seeds`` over the workers, replacing any that dies; episodes in seed order."""
-    shares = [seeds[i :: len(pool)] for i in range(len(pool))]
-    results: list[list[Trajectory] | None] = [None] * len(pool)
-    pending = {}
-    for i, share in enumerate(shares):
-        if share:
-            pending[i] = pool[i].rollout_async(weights, seeds=share)
-        else:
-            results[i] = []
-    attempts = 0
-    while pending:
-        for i, ref in list(pending.items()):
+class _Pool:
+    """train_policy's rollout workers: start, play an iteration, replace the dead, stop."""
+
+    def __init__(
+        self, env_id: str, options: Mapping[str, Any], rollout_timeout_s: float, n_workers: int
+    ) -> None:
+        self.env_id = env_id
+        self.options = options
+        self.timeout = rollout_timeout_s
+        self.replaced = 0
+        self.workers: list[RolloutWorker] = []
+        self.retired: list[RolloutWorker] = []  # dead ones replaced: stopped at the end
+        for _ in range(n_workers):
+            self.workers.append(self._new())
+
+    def _new(self) -> RolloutWorker:
+        return RolloutWorker(self.env_id, timeout=self.timeout, actor_options=self.options)
+
+    def play(self, weights: ObjectRef[Any], seeds: list[int], iteration: int) -> list[Trajectory]:
+        """Split ``seeds`` over the workers, replacing any that dies; episodes in seed order."""
+        pool = self.workers
+        shares = [seeds[i :: len(pool)] for i in range(len(pool))]
+        results: list[list[Trajectory]] = [[] for _ in pool]
+        pending = {
+            i: pool[i].rollout_async(weights, seeds=share)
+            for i, share in enumerate(shares)
+            if share
+        }
+        deadline = time.monotonic() + self.timeout
+        replacements = 0
+        while pending:
+            i, ref = next(iter(pending.items()))
+            left = deadline - time.monotonic()
             try:
-                results[i] = ray.get(ref, timeout=timeout)
+                results[i] = pool[i]._get(ref, timeout=max(left, 0.001), method="rollout")
                 del pending[i]
-            except Exception as error:
-                if not _dead(error) or attempts >= 3 * len(pool):
+            except CallTimeoutError as exc:
+                msg = (
+                    f"{pool[i]._who}: rollout of iteration {iteration} got no episodes within "
+                    f"rollout_timeout_s={self.timeout:g} s (the worker is stuck, or its "
+                    "episodes take longer: raise rollout_timeout_s)"
+                )
+                raise CallTimeoutError(msg) from exc
+            except ActorLostError:
+                if replacements >= 3 * len(pool):
                     raise
-                attempts += 1
-                pool[i].kill()
-                pool[i] = RolloutWorker(env_id, actor_options=options)
-                history.replaced_workers += 1
+                replacements += 1
+                self.replaced += 1
+                self.retired.append(pool[i])
+                pool[i] = self._new()
                 pending[i] = pool[i].rollout_async(weights, seeds=shares[i])
-    ordered: list[Trajectory] = [{}] * len(seeds)
-    for i, played in enumerate(results):
-        for k, episode in enumerate(played or []):
-            ordered[i + k * len(pool)] = episode  # worker i played seeds[i::len(pool)]
-    return ordered
+        ordered: list[Trajectory] = [{}] * len(seeds)
+        for i, played in enumerate(results):
+            for k, episode in enumerate(played):
+                ordered[i + k * len(pool)] = episode  # worker i played seeds[i::len(pool)]
+        return ordered
+
+    def close(self) -> None:
+        """Stop every worker (the dead ones too) and wait until Ray reports them dead."""
+        everyone = self.workers + self.retired
+        for worker in everyone:
+            worker._facade_closed = True
+        stop_actors([w.actor for w in everyone], timeout=STOP_TIMEOUT_S, who="train_policy")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from patterns._checks import check_int, describe
+from patterns._checks import check_array, check_int, describe
 
 __all__ = [
     "check_action",
@@ -41,29 +41,14 @@ def check_n_actions(value: object) -> int:
 
 
 def _as_real_array(name: str, value: object) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        array = value
-    elif isinstance(value, str | bytes) or not isinstance(value, Sequence | np.generic):
-        msg = f"'{name}' must be an array of numbers, got {describe(value)}"
-        raise TypeError(msg)
-    else:
-        try:
-            array = np.asarray(value)
-        except ValueError as exc:  # ragged nested lists
-            msg = f"'{name}' must be a rectangular array of numbers: {exc}"
-            raise ValueError(msg) from None
-    if array.dtype.kind not in "biuf":
-        msg = f"'{name}' must hold real numbers, got an array of dtype {array.dtype}"
-        raise TypeError(msg)
-    return array.astype(np.float64, copy=False)
+    # The library's one rule for arrays (bool arrays refused, ragged lists a ValueError);
+    # shapes and finiteness are checked by the callers, with messages of their own.
+    array: np.ndarray = check_array(name, value, finite=False)
+    return array
 
 
 def _check_finite(name: str, array: np.ndarray) -> None:
-    if not np.isfinite(array).all():
-        bad = np.argwhere(~np.isfinite(array))[0]
-        where = ", ".join(str(int(i)) for i in bad)
-        msg = f"'{name}' must hold finite numbers, got {array[tuple(bad)]!r} at index [{where}]"
-        raise ValueError(msg)
+    check_array(name, array)  # a float64 array already: only the finiteness check runs
 
 
 def check_context(value: object, n_features: int | None, name: str = "context") -> np.ndarray:
@@ -158,7 +143,11 @@ def check_actions(value: object, n_actions: int, count: int) -> np.ndarray:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
         msg = f"'actions' must be a sequence of ints, got {describe(value)}"
         raise TypeError(msg)
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError:  # a ragged nested list
+        msg = "'actions' must be a rectangular array of numbers, got a ragged nested list"
+        raise ValueError(msg) from None
     if array.ndim != 1 or array.shape[0] != count:
         msg = (
             f"'actions' must be a 1-D sequence of {count} ints (one per context), "
@@ -181,6 +170,9 @@ def check_actions(value: object, n_actions: int, count: int) -> np.ndarray:
 
 def check_reward(value: object, binary: bool, name: str = "reward") -> float:
     """A reward is a finite real number (0 or 1 when ``binary``).
+
+    A bool is not a number here (``True`` is refused, as `check_int` refuses it): a
+    binary reward is the number 0 or 1, e.g. ``float(clicked)``.
 
     Examples:
         >>> check_reward(0.5, False)
@@ -206,6 +198,9 @@ def check_reward(value: object, binary: bool, name: str = "reward") -> float:
 def check_rewards(value: object, count: int, binary: bool) -> np.ndarray:
     """A batch of ``count`` finite rewards (float64 array out).
 
+    Binary rewards are numbers 0 and 1; an array of bool is refused (pass
+    ``clicked.astype(float)``), as every array argument of the library refuses one.
+
     Examples:
         >>> check_rewards([1, 0.5], 2, False)
         array([1. , 0.5])
@@ -213,6 +208,12 @@ def check_rewards(value: object, count: int, binary: bool) -> np.ndarray:
         Traceback (most recent call last):
         ...
         ValueError: 'rewards' must be a 1-D sequence of 2 numbers (one per context), got shape (1,)
+        >>> check_rewards(np.array([True, False]), 2, True)
+        Traceback (most recent call last):
+        ...
+        TypeError: 'rewards' must hold int or float numbers, got an array of bool: convert it ...
+        >>> check_rewards(np.array([1, 0]), 2, True)  # 0/1 as numbers: fine
+        array([1., 0.])
     """
     array = _as_real_array("rewards", value)
     if array.ndim != 1 or array.shape[0] != count:
