@@ -19,7 +19,7 @@ import ray
 from ray import ObjectRef
 from ray.actor import ActorClass, ActorHandle
 
-from patterns._calls import MAX_TASK_RETRIES
+from patterns._calls import MAX_TASK_RETRIES, get
 from patterns._checks import check_name, describe
 
 __all__ = [
@@ -168,7 +168,8 @@ def actor_info(
         msg = f"the actor named {name!r} is not a {what} of this library"
         raise TypeError(msg) from None
     info: ObjectRef[dict[str, Any]] = method.remote()
-    return ray.get(info, timeout=timeout)
+    found: dict[str, Any] = get(info, timeout=timeout, who=f"actor {name!r}", method="describe")
+    return found
 
 
 def check_kind(info: Mapping[str, Any], name: str, kind: str) -> None:
