@@ -282,3 +282,19 @@ def test_train_within_its_budget_or_a_call_timeout_error(ray_cluster: dict) -> N
         assert history.updates == 2
         with pytest.raises(CallTimeoutError, match=r"train: the budget of 2 s ran out after"):
             train(server, [slow], mode="async", steps=100, budget_s=2)
+
+
+def test_classifier_fit_within_its_budget_and_no_actor_left(ray_cluster: dict) -> None:
+    """A fit that cannot finish within budget_s raises CallTimeoutError and closes its actors."""
+    from patterns import ParameterServerClassifier
+    from patterns._ray_internals import actor_states, actor_table_ids
+
+    X, y = np.array([[0.0, 1.0], [1.0, 0.0]] * 8), np.array([0, 1] * 8)
+    before = actor_table_ids()
+    clf = ParameterServerClassifier(steps=100_000, budget_s=3, random_state=0)
+    with pytest.raises(CallTimeoutError, match=r"train: the budget of 3 s ran out"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "coef_")
+    started = actor_table_ids() - before
+    assert len(started) == 3  # two workers and a shard ...
+    assert set(actor_states(started).values()) == {"DEAD"}  # ... all stopped before fit raised

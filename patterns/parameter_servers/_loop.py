@@ -118,8 +118,8 @@ class _Run:
     def budget_error(self) -> CallTimeoutError:
         self.budget_spent = True
         return CallTimeoutError(
-            f"train: the budget of {self.budget_s:g} s ran out after {self.update} of the "
-            f"run's updates (budget_s bounds the whole call; raise it, or lower 'steps')"
+            f"train: the budget of {self.budget_s:g} s ran out after {self.update} update(s) "
+            "(budget_s bounds the whole call: raise it, or lower 'steps')"
         )
 
     def bound(self, at_least: float = 0.0) -> tuple[float | None, bool]:

@@ -7,7 +7,6 @@ the actor processes (which import `patterns` to run a shard or a worker) never d
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -30,16 +29,15 @@ from patterns.parameter_servers._worker import GradientWorker
 __all__ = ["ParameterServerClassifier"]
 
 
-def _close_all(facades: list[Any]) -> None:
-    """Close every facade, then raise the first error (if the fit itself did not raise)."""
+def _close_all(facades: list[Any]) -> list[Exception]:
+    """Close every facade (each one, whatever the others do); the errors, in order."""
     errors = []
     for facade in facades:
         try:
             facade.close()
         except Exception as error:
             errors.append(error)
-    if errors and sys.exc_info()[1] is None:
-        raise errors[0]
+    return errors
 
 
 def _check_same_length(X: Any, y: Any) -> None:
@@ -204,17 +202,17 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
                 store=self.store,
                 timeout=timeout,
             )
-            workers = [
-                GradientWorker(
-                    model,
-                    X[rows],
-                    encoded[rows],
-                    batch_size=self.batch_size,
-                    seed=seed + i,
-                    timeout=timeout,
+            for i, rows in enumerate(parts):  # one by one: each is closed if a later one fails
+                workers.append(
+                    GradientWorker(
+                        model,
+                        X[rows],
+                        encoded[rows],
+                        batch_size=self.batch_size,
+                        seed=seed + i,
+                        timeout=timeout,
+                    )
                 )
-                for i, rows in enumerate(parts)
-            ]
             history = train(
                 server,
                 workers,
@@ -224,10 +222,16 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
                 budget_s=self.budget_s,
             )
             params = server.pull()
-        finally:
+        except BaseException:
+            # Every actor is closed; the fit's own error is the one raised.
             _close_all([*workers, *([server] if server is not None else [])])
             if server is not None:
                 self._forget_checkpoints(server)
+            raise
+        errors = _close_all([*workers, server])
+        self._forget_checkpoints(server)
+        if errors:
+            raise errors[0]
         self.classes_ = classes
         self.coef_ = np.ascontiguousarray(params["W"].T)
         self.intercept_ = params["b"].copy()
