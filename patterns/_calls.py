@@ -308,14 +308,14 @@ def wait_until_exited(
     running = list(processes)
     deadline = None if timeout is None else time.monotonic() + timeout
     while running:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            return running
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
         nodes: dict[str, list[int]] = {}
         for node, pid in running:
             nodes.setdefault(node, []).append(pid)
         probes = {_running_on_node(node, pids): node for node, pids in nodes.items()}
-        done, _ = ray.wait(list(probes), num_returns=len(probes), timeout=min(5.0, left or 5.0))
+        # Asked at least once, even with no time left (a process that is gone is gone).
+        wait_s = 5.0 if left is None else min(5.0, max(left, 1.0))
+        done, _ = ray.wait(list(probes), num_returns=len(probes), timeout=wait_s)
         still = []
         for ref, node in probes.items():
             if ref not in done:
@@ -326,6 +326,8 @@ def wait_until_exited(
             except Exception:
                 pass  # the node is gone (or cannot run the probe): nothing runs there for us
         running = still
+        if running and deadline is not None and time.monotonic() >= deadline:
+            return running
         if running:
             time.sleep(_POLL_S)
     return []

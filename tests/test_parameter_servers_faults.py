@@ -334,9 +334,13 @@ def test_replace_starts_the_new_actor_only_once_the_old_process_is_gone(ray_clus
         (old,) = worker.pids(timeout=TIMEOUT)
         os.kill(old, signal.SIGSTOP)  # a hung worker: what train replaces
         try:
+            # Ray kills a process that does not answer after 5 s: longer than this bound.
+            with pytest.raises(CallTimeoutError, match=rf"\(pid {old}\) still ran after 1 s"):
+                worker.replace(timeout=1)
+            assert worker.replacements == 0  # no new actor was started beside the old one
             worker.replace(timeout=TIMEOUT)
             assert not _process_running(old), "replace() returned while the old process ran"
-            assert worker.pids(timeout=TIMEOUT) != [old]
+            assert worker.pids(timeout=TIMEOUT) != [old] and worker.replacements == 1
         finally:
             if _process_running(old):
                 os.kill(old, signal.SIGCONT)
