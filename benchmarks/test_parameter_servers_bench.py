@@ -62,7 +62,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "megabytes" in metafunc.fixturenames:
         cases = [(0.01, 2)] if smoke else [(m, s) for m in (1, 10, 100) for s in (1, 2, 4)]
         metafunc.parametrize(
-            ("megabytes", "shards"), cases, ids=[f"{m:g}MB-{s}-shards" for m, s in cases]
+            ("megabytes", "n_shards"), cases, ids=[f"{m:g}MB-{s}-shards" for m, s in cases]
         )
     if "store_kind" in metafunc.fixturenames:
         kinds = [("directory", 1), ("ray-kv", 1)]
@@ -109,14 +109,15 @@ def straggler_workers(
     ]
     yield pool
     for worker in pool:
-        worker.kill()
+        worker.close()
 
 
 def _one_run(
     model: SoftmaxRegression, workers: list[GradientWorker], data: Digits, mode: str, steps: int
 ) -> TrainingHistory:
-    server = ParameterServer(model.init_params(), shards=2, learning_rate=MODE_LEARNING_RATE)
-    try:
+    with ParameterServer(
+        model.init_params(), n_shards=2, learning_rate=MODE_LEARNING_RATE
+    ) as server:
         return train(
             server,
             workers,
@@ -127,8 +128,6 @@ def _one_run(
             eval_every=1,
             timeout=TIMEOUT,
         )
-    finally:
-        server.kill()
 
 
 def _curves(histories: dict[str, TrainingHistory]) -> dict[str, dict[str, list[float]]]:
@@ -194,9 +193,9 @@ def test_bench_modes_time_to_accuracy(
         ssp_final_accuracy=median_final("ssp"),
         async_minus_sync_points=100 * (median_final("async") - median_final("sync")),
         ssp_minus_sync_points=100 * (median_final("ssp") - median_final("sync")),
-        sync_s_total=statistics.median(h["sync"].seconds for h in rounds),
+        sync_s_total=statistics.median(h["sync"].duration_s for h in rounds),
         baseline_accuracy=data.baseline,
-        workers=float(n),
+        n_workers=float(n),
         straggler_factor=float(STRAGGLER_FACTOR),
     )
     # The last round's curves, for scripts/parameter_servers_figures.py (not in the table).
@@ -207,16 +206,15 @@ def test_bench_modes_time_to_accuracy(
 
 
 def test_bench_pull_push_throughput(
-    benchmark: Any, ray_cluster: dict, megabytes: float, shards: int
+    benchmark: Any, ray_cluster: dict, megabytes: float, n_shards: int
 ) -> None:
     smoke = _smoke(benchmark)
     columns = 128
-    rows = max(shards, round(megabytes * 2**20 / (8 * columns)))
+    rows = max(n_shards, round(megabytes * 2**20 / (8 * columns)))
     params = {"W": np.random.default_rng(0).normal(size=(rows, columns))}
     gradients = {"W": np.full((rows, columns), 2.0**-10)}
     nbytes = params["W"].nbytes
-    server = ParameterServer(params, shards=shards, learning_rate=1.0)
-    try:
+    with ParameterServer(params, n_shards=n_shards, learning_rate=1.0) as server:
         server.pull(timeout=TIMEOUT)  # every shard is up
 
         def pull_push() -> int:
@@ -242,17 +240,15 @@ def test_bench_pull_push_throughput(
         floor = _local_copy_s(params["W"], rounds=max(rounds, 5))
         _report(
             benchmark,
-            f"pull+push {megabytes:g} MB, {shards} shards",
+            f"pull+push {megabytes:g} MB, {n_shards} shards",
             megabytes=float(nbytes / 2**20),
-            shards=float(shards),
+            n_shards=float(n_shards),
             pull_push_s=ps_s,
             mb_per_s=2 * nbytes / 2**20 / ps_s,  # a pull and a push each move the parameters
             local_copy_s=floor,
             local_copy_mb_per_s=2 * nbytes / 2**20 / floor,
             times_local_copy=ps_s / floor,
         )
-    finally:
-        server.kill()
 
 
 def _local_copy_s(array: np.ndarray, rounds: int) -> float:
@@ -297,7 +293,7 @@ def plain_workers(
     yield pools
     for pool in pools.values():
         for worker in pool:
-            worker.kill()
+            worker.close()
 
 
 def test_bench_overhead_vs_numpy_loop(
@@ -321,13 +317,10 @@ def test_bench_overhead_vs_numpy_loop(
         local()
         samples["numpy"].append(time.perf_counter() - start)
         for n, name in ((1, "ps_1_worker"), (2, "ps_2_workers")):
-            server = ParameterServer(model.init_params(), learning_rate=MODE_LEARNING_RATE)
-            try:
+            with ParameterServer(model.init_params(), learning_rate=MODE_LEARNING_RATE) as server:
                 history = train(server, plain_workers[n], mode="sync", steps=steps, timeout=TIMEOUT)
-                samples[name].append(history.seconds)
+                samples[name].append(history.duration_s)
                 weights = server.pull(timeout=TIMEOUT)
-            finally:
-                server.kill()
             for key, expected in references[n].items():
                 # Equal up to rounding (BLAS may sum in another order in a worker).
                 assert np.allclose(weights[key], expected, rtol=0, atol=1e-9), (n, key)
@@ -406,7 +399,7 @@ def test_bench_checkpoint_cost(
             checkpoint_cost_pct=(store_us / plain_us - 1) * 100,
         )
     finally:
-        server.kill()
-        plain.kill()
+        server.close()
+        plain.close()
         if isinstance(store, RayKVStore) and server.key is not None:
             store.delete(f"{server.key}/shard-0-of-1")

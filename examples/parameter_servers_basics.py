@@ -36,42 +36,41 @@ def pull_and_push() -> None:
     else:
         raise AssertionError("a gradient of the wrong shape was accepted")
     assert server.version() == 1  # nothing was sent, nothing changed
+    server.close()  # stops the shard and waits until Ray reports it dead
     # --8<-- [end:bad_push]
-    server.kill()
 
 
 def staleness() -> None:
     # --8<-- [start:staleness]
-    server = ParameterServer({"w": np.zeros(4)}, learning_rate=0.1, max_staleness=1)
-    seen = server.version()  # 0: a worker pulls and starts computing on version 0
-    weights = server.pull()
+    with ParameterServer({"w": np.zeros(4)}, learning_rate=0.1, max_staleness=1) as server:
+        seen = server.version()  # 0: a worker pulls and starts computing on version 0
+        weights = server.pull()
 
-    # Two other workers push while this one computes ...
-    server.push({"w": np.ones(4)}, version=server.version())
-    server.push({"w": np.ones(4)}, version=server.version())
+        # Two other workers push while this one computes ...
+        server.push({"w": np.ones(4)}, version=server.version())
+        server.push({"w": np.ones(4)}, version=server.version())
 
-    # ... so its gradients are 2 versions old, more than max_staleness=1 allows.
-    gradients = {"w": weights["w"] - 1.0}  # (whatever it computed)
-    assert server.push(gradients, version=seen) is False
-    assert server.version() == 2 and server.stats()["dropped_stale"] == 1
+        # ... so its gradients are 2 versions old, more than max_staleness=1 allows.
+        gradients = {"w": weights["w"] - 1.0}  # (whatever it computed)
+        assert server.push(gradients, version=seen) is False
+        assert server.version() == 2 and server.stats()["dropped_stale"] == 1
     # --8<-- [end:staleness]
-    server.kill()
 
 
 def sharding() -> None:
     # --8<-- [start:sharding]
     embedding = np.random.default_rng(0).normal(size=(1_000, 64))  # one big matrix
-    server = ParameterServer({"embedding": embedding, "bias": np.zeros(64)}, shards=3)
+    params = {"embedding": embedding, "bias": np.zeros(64)}
+    with ParameterServer(params, n_shards=3) as server:
+        print(server.layout)  # the element ranges each shard holds: whole rows
+        print(server.stats()["bytes_per_shard"])  # [171008, 170496, 171008]: balanced
+        assert np.array_equal(server.pull()["embedding"], embedding)
 
-    print(server.layout)  # the element ranges each shard holds: whole rows
-    print(server.stats()["bytes_per_shard"])  # [171008, 170496, 171008]: balanced
-    assert np.array_equal(server.pull()["embedding"], embedding)
-
-    refs = [server.push_async({"embedding": embedding, "bias": np.ones(64)}) for _ in range(5)]
-    assert ray.get(refs, timeout=TIMEOUT) == [True] * 5  # each push reached every shard
-    assert server.version() == 5
+        gradients = {"embedding": embedding, "bias": np.ones(64)}
+        refs = [server.push_async(gradients) for _ in range(5)]
+        assert ray.get(refs, timeout=TIMEOUT) == [True] * 5  # each push reached every shard
+        assert server.version() == 5
     # --8<-- [end:sharding]
-    server.kill()
 
 
 def main() -> None:

@@ -56,39 +56,41 @@ def shard_killed() -> None:
     model = SoftmaxRegression(n_features=64, n_classes=10, seed=0)
     halves = np.array_split(np.arange(len(y_train)), 2)
     workers = [GradientWorker(model, X_train[rows], y_train[rows]) for rows in halves]
-    with tempfile.TemporaryDirectory() as path:
-        # --8<-- [start:survive]
-        store = DirectoryStore(path)  # on a real cluster: a path every node mounts
-        server = ParameterServer(model.init_params(), shards=2, learning_rate=1.0, store=store)
-        old_pids = server.pids()
+    try:
+        with tempfile.TemporaryDirectory() as path:
+            # --8<-- [start:survive]
+            store = DirectoryStore(path)  # on a real cluster: a path every node mounts
+            params = model.init_params()
+            with ParameterServer(params, n_shards=2, learning_rate=1.0, store=store) as server:
+                old_pids = server.pids()
 
-        killer = kill_shard_later(server, shard=1, at_version=30)
-        history = train(server, workers, mode="sync", steps=60, eval_data=(X_test, y_test))
-        killer.join(timeout=TIMEOUT)
+                killer = kill_shard_later(server, shard=1, at_version=30)
+                history = train(server, workers, mode="sync", steps=60, eval_data=(X_test, y_test))
+                killer.join(timeout=TIMEOUT)
 
-        assert server.pids()[1] != old_pids[1]  # Ray restarted the shard ...
-        assert server.stats()["restored_versions"][1] > 0  # ... from its checkpoint
-        assert server.version() == history.updates == 60  # no push lost or doubled
-        print(f"accuracy after the crash: {history.final_accuracy:.3f}")
-        assert history.final_accuracy is not None and history.final_accuracy > 0.94
-        # --8<-- [end:survive]
-        server.kill()
-    for worker in workers:
-        worker.kill()
+                assert server.pids()[1] != old_pids[1]  # Ray restarted the shard ...
+                assert server.stats()["restored_versions"][1] > 0  # ... from its checkpoint
+                assert server.version() == history.updates == 60  # no push lost or doubled
+            print(f"accuracy after the crash: {history.final_accuracy:.3f}")
+            assert history.final_accuracy is not None and history.final_accuracy > 0.94
+            # --8<-- [end:survive]
+    finally:
+        for worker in workers:
+            worker.close()
 
 
 def without_a_store() -> None:
     # --8<-- [start:no_store]
-    options = {"max_restarts": 1, "max_task_retries": -1}  # restartable, but no store
-    server = ParameterServer({"w": np.zeros(4)}, shards=2, learning_rate=0.5, actor_options=options)
-    for _ in range(3):
-        server.push({"w": np.ones(4)})
-    os.kill(server.pids()[1], signal.SIGKILL)  # Ray restarts it: __init__ runs again
+    options = {"max_restarts": 1, "max_task_retries": 3}  # restartable, but no store
+    params = {"w": np.zeros(4)}
+    with ParameterServer(params, n_shards=2, learning_rate=0.5, actor_options=options) as server:
+        for _ in range(3):
+            server.push({"w": np.ones(4)})
+        os.kill(server.pids()[1], signal.SIGKILL)  # Ray restarts it: __init__ runs again
 
-    print(server.stats()["versions"])  # [3, 0]: shard 1 forgot its three pushes
-    assert server.pull()["w"].tolist() == [-1.5, -1.5, 0.0, 0.0]  # half a model
+        print(server.stats()["versions"])  # [3, 0]: shard 1 forgot its three pushes
+        assert server.pull()["w"].tolist() == [-1.5, -1.5, 0.0, 0.0]  # half a model
     # --8<-- [end:no_store]
-    server.kill()
 
 
 def main() -> None:

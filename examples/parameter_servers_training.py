@@ -43,7 +43,7 @@ def run(mode: str) -> tuple[TrainingHistory, float]:
     model = SoftmaxRegression(n_features=64, n_classes=10, seed=0)
     halves = np.array_split(np.arange(len(y_train)), 2)
     workers = [GradientWorker(model, X_train[rows], y_train[rows]) for rows in halves]
-    server = ParameterServer(model.init_params(), shards=2, learning_rate=1.0)
+    server = ParameterServer(model.init_params(), n_shards=2, learning_rate=1.0)
     # --8<-- [end:workers]
     try:
         if mode == "sync":
@@ -71,9 +71,11 @@ def run(mode: str) -> tuple[TrainingHistory, float]:
             )
             # --8<-- [end:ssp]
     finally:
-        server.kill()
+        # --8<-- [start:close]
+        server.close()  # each close() stops the actors and waits until Ray reports them dead
         for worker in workers:
-            worker.kill()
+            worker.close()
+        # --8<-- [end:close]
     return history, baseline
 
 
@@ -82,12 +84,12 @@ def modes() -> None:
         history, baseline = run(mode)
         # --8<-- [start:history]
         print(
-            f"{history.mode}: {history.updates} pushes in {history.seconds:.1f} s, "
+            f"{history.mode}: {history.updates} pushes in {history.duration_s:.1f} s, "
             f"test accuracy {history.final_accuracy:.3f} "
             f"(LogisticRegression: {baseline:.3f})"
         )
         for record in history.records[-2:]:
-            print(record)  # update, version, seconds, loss, accuracy, worker, staleness
+            print(record)  # update, version, elapsed_s, loss, accuracy, worker, staleness
         assert history.final_accuracy is not None
         assert history.final_accuracy >= baseline - 0.02
         # --8<-- [end:history]
@@ -108,9 +110,9 @@ def classifier() -> None:
         X, y, test_size=0.25, random_state=0, stratify=y
     )
     classifier = make_pipeline(
-        StandardScaler(), ParameterServerClassifier(n_workers=2, shards=2, random_state=0)
+        StandardScaler(), ParameterServerClassifier(n_workers=2, n_shards=2, random_state=0)
     )
-    classifier.fit(X_train, y_train)  # trains on the Ray cluster, then kills its actors
+    classifier.fit(X_train, y_train)  # trains on the Ray cluster, then closes its actors
     print(f"ParameterServerClassifier: {classifier.score(X_test, y_test):.3f}")
     assert classifier.score(X_test, y_test) > 0.94
     # --8<-- [end:classifier]

@@ -190,7 +190,7 @@ def main(tracking_uri: str | None = None) -> None:
         options = {"runtime_env": actor_environment(uri)}
 
         data = load_data()
-        ps_params = {"n_workers": 2, "shards": 1, "learning_rate": 1.0, "steps": 30}
+        ps_params = {"n_workers": 2, "n_shards": 1, "learning_rate": 1.0, "steps": 30}
         bandit_params = {"eta0": 0.1, "epsilon": 0.05}
         trainer = TrackedTraining.options(**options).remote()
         bandit = TrackedBandit.options(**options).remote()

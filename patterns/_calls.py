@@ -16,12 +16,17 @@ actor and the method.
 
 `stop_actors` is the one way the library stops actors: ``ray.kill`` (a request, not a
 wait) and then `wait_until_dead`, so that when a facade's ``close()`` returns Ray
-reports every actor dead. `crash_actors` is the crash simulation used by ``kill()``.
+reports every actor dead. Ray marks an actor dead before its process has exited (about
+50 ms later, seconds for a process that is stopped or stuck); ``until_exited=True``
+also waits for the processes (`wait_until_exited`), for a caller that starts a
+replacement and must not run beside the old process. `crash_actors` is the crash
+simulation used by ``kill()``.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -43,6 +48,7 @@ __all__ = [
     "target",
     "wait",
     "wait_until_dead",
+    "wait_until_exited",
 ]
 
 DEFAULT_TIMEOUT_S: Final = 60.0
@@ -251,18 +257,113 @@ def wait_until_dead(actors: Iterable[Any], *, timeout: float | None) -> list[Any
     return []
 
 
+def _process_running(pid: int) -> bool:
+    """True if process ``pid`` on this machine runs (a zombie has exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            # "pid (comm) S ...": the state follows the last ')' (comm may hold spaces).
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _running(pids: list[int]) -> list[int]:
+    """The ``pids`` that run on this machine (the body of the probe task)."""
+    return [pid for pid in pids if _process_running(pid)]
+
+
+_probe: Any = None
+
+
+def _running_on_node(node_id: str, pids: list[int]) -> Any:
+    """An ObjectRef to the ``pids`` still running on node ``node_id`` (a pinned probe task)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    global _probe
+    if _probe is None:  # made on first use: importing this module does not import Ray
+        _probe = ray.remote(num_cpus=0, max_retries=0)(_running)
+    strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+    return _probe.options(scheduling_strategy=strategy).remote(pids)
+
+
+def wait_until_exited(
+    processes: Sequence[tuple[str, int]], *, timeout: float | None
+) -> list[tuple[str, int]]:
+    """Wait until each ``(node id, pid)`` process has exited; return those running at ``timeout``.
+
+    Each node is asked by a small task pinned to it (a pid means something only on its
+    own machine). A node that is gone, or cannot run the probe, counts as exited.
+    """
+    import ray
+
+    running = list(processes)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while running:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        nodes: dict[str, list[int]] = {}
+        for node, pid in running:
+            nodes.setdefault(node, []).append(pid)
+        probes = {_running_on_node(node, pids): node for node, pids in nodes.items()}
+        # Asked at least once, even with no time left (a process that is gone is gone).
+        wait_s = 5.0 if left is None else min(5.0, max(left, 1.0))
+        done, _ = ray.wait(list(probes), num_returns=len(probes), timeout=wait_s)
+        still = []
+        for ref, node in probes.items():
+            if ref not in done:
+                still += [(node, pid) for pid in nodes[node]]  # no answer yet: ask again
+                continue
+            try:
+                still += [(node, pid) for pid in ray.get(ref)]
+            except Exception:
+                pass  # the node is gone (or cannot run the probe): nothing runs there for us
+        running = still
+        if running and deadline is not None and time.monotonic() >= deadline:
+            return running
+        if running:
+            time.sleep(_POLL_S)
+    return []
+
+
 def stop_actors(
-    actors: Sequence[Any], *, timeout: float | None = STOP_TIMEOUT_S, who: str = "actors"
+    actors: Sequence[Any],
+    *,
+    timeout: float | None = STOP_TIMEOUT_S,
+    who: str = "actors",
+    until_exited: bool = False,
 ) -> None:
     """Stop ``actors`` for good (no restart) and wait until Ray reports them dead.
 
+    Args:
+        actors: The handles.
+        timeout: Seconds for the whole stop (None: no bound).
+        who: The facade, as `target` names it (for the message).
+        until_exited: Also wait until the actors' processes have exited (Ray reports an
+            actor dead before its process is gone: ~50 ms, or until the raylet kills a
+            process that does not answer, seconds when it is stopped or stuck).
+
     Raises:
-        CallTimeoutError: Some actor was still reported alive after ``timeout``.
+        CallTimeoutError: Some actor was still reported alive (or, with
+            ``until_exited``, its process still ran) after ``timeout``.
     """
     import ray
 
     if not actors or not ray.is_initialized():
         return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    processes = []
+    if until_exited:
+        from patterns._ray_internals import actor_processes
+
+        processes = actor_processes(list(actors))
     for actor in actors:
         try:
             ray.kill(actor, no_restart=True)
@@ -273,6 +374,14 @@ def stop_actors(
         raise CallTimeoutError(
             f"{who}: close stopped {len(actors)} actor(s) but {len(alive)} were still "
             f"reported alive after {_seconds(timeout)}"
+        )
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    running = wait_until_exited(processes, timeout=left) if processes else []
+    if running:
+        raise CallTimeoutError(
+            f"{who}: stopped {len(actors)} actor(s), but {len(running)} process(es) "
+            f"(pid {', '.join(str(pid) for _, pid in running)}) still ran after "
+            f"{_seconds(timeout)}"
         )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "actor_id_hex",
+    "actor_processes",
     "actor_table_ids",
     "plain_class_of",
     "refresh_auth_config",
@@ -116,3 +117,25 @@ def actor_states(ids: set[str]) -> dict[str, str]:
 
     table: dict[str, Any] = state.actors()
     return {actor_id: str(table[actor_id]["State"]) for actor_id in ids if actor_id in table}
+
+
+def actor_processes(handles: list[Any]) -> list[tuple[str, int]]:
+    """The node id (hex) and process id of the process each actor runs in now.
+
+    Actors whose process has not started yet (pending creation) are left out.
+
+    Why: waiting until a stopped actor's process has exited (`patterns._calls.
+    wait_until_exited`) needs to know where it ran, also when the actor no longer
+    answers (stopped, stuck); only the GCS actor table says so, through the private
+    ``ray._private.state`` (the state API needs the dashboard).
+    """
+    from ray._private import state
+
+    found = []
+    for handle in handles:
+        info: dict[str, Any] = state.actors(actor_id=actor_id_hex(handle))
+        pid = int(info.get("Pid") or 0)
+        node = (info.get("Address") or {}).get("NodeID")
+        if pid > 0 and node:
+            found.append((str(node), pid))
+    return found

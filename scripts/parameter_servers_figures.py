@@ -90,7 +90,7 @@ def accuracy_vs_time(report: dict[str, Any]) -> Path:
     ax.set_xlim(left=0)
     ax.set_xlabel("wall-clock seconds")
     ax.set_ylabel("test accuracy (digits)")
-    workers, factor = int(info["workers"]), info["straggler_factor"]
+    workers, factor = int(_count(info, "workers")), info["straggler_factor"]
     ax.set_title(
         f"{workers} workers, one a straggler at {factor:g}x the step time; 2 server shards "
         "(last of 3 rounds)",
@@ -102,12 +102,19 @@ def accuracy_vs_time(report: dict[str, Any]) -> Path:
     return _save(fig, "accuracy-vs-time.png")
 
 
+def _count(info: dict[str, Any], things: str) -> float:
+    """``n_<things>``, or ``<things>`` in a report written before counts were named n_*."""
+    return float(info[f"n_{things}"] if f"n_{things}" in info else info[things])
+
+
 def pull_push(report: dict[str, Any]) -> Path:
     infos = _infos(report, "test_bench_pull_push_throughput")
     sizes = sorted({round(i["megabytes"]) for i in infos})
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for shards in sorted({int(i["shards"]) for i in infos}):
-        rows = sorted((round(i["megabytes"]), i) for i in infos if int(i["shards"]) == shards)
+    for shards in sorted({int(_count(i, "shards")) for i in infos}):
+        rows = sorted(
+            (round(i["megabytes"]), i) for i in infos if int(_count(i, "shards")) == shards
+        )
         for ax, metric in ((left, "mb_per_s"), (right, "times_local_copy")):
             ax.plot(
                 [m for m, _ in rows],

@@ -19,7 +19,7 @@ import pytest
 
 from patterns import DirectoryStore, GradientWorker, ParameterServer, SoftmaxRegression, train
 from patterns._actors import rebuild
-from patterns.parameter_servers import _server, _training
+from patterns.parameter_servers import _server, _worker
 from patterns.parameter_servers._state import (
     RECENT_DROPS,
     Layout,
@@ -51,9 +51,11 @@ def test_params_are_copied_as_float_arrays() -> None:
         ({}, ValueError, r"'params' must hold at least one array, got \{\}"),
         ({3: np.zeros(2)}, TypeError, r"'params' keys must be non-empty str names, got 3 \(int\)"),
         ({"": np.zeros(2)}, TypeError, r"'params' keys must be non-empty str names"),
-        ({"w": np.array(["a"])}, TypeError, r"params\['w'\] must be a numeric array .* dtype <U1"),
-        ({"w": np.array([True])}, TypeError, r"params\['w'\] must be a numeric array .* bool"),
-        ({"w": [[1.0], [1.0, 2.0]]}, TypeError, r"params\['w'\] must be a numeric array"),
+        ({"w": np.array(["a"])}, TypeError, r"params\['w'\]' must hold int or float .* dtype <U1"),
+        ({"w": np.array([True])}, TypeError, r"params\['w'\]' must hold int or float .* bool"),
+        ({"w": "abc"}, TypeError, r"params\['w'\]' must be an array of numbers, got 'abc'"),
+        # One rule for arrays in every family (patterns._checks.check_array).
+        ({"w": [[1.0], [1.0, 2.0]]}, ValueError, r"params\['w'\]' must be a rectangular array"),
         ({"w": np.zeros((0, 3))}, ValueError, r"params\['w'\] must hold at least one element"),
         ({"w": [1.0, np.nan]}, ValueError, r"params\['w'\] must be finite"),
     ],
@@ -91,8 +93,9 @@ GOOD = {"W": np.zeros((3, 2)), "b": np.zeros(2)}
             r"gradients\['W'\] must have shape \(3, 2\), got shape \(2, 3\)",
         ),
         ({**GOOD, "b": np.zeros(3)}, ValueError, r"gradients\['b'\] must have shape \(2,\), got"),
-        ({**GOOD, "b": ["x", "y"]}, TypeError, r"gradients\['b'\] must be a numeric array"),
-        ({**GOOD, "b": [True, False]}, TypeError, r"gradients\['b'\] must be a numeric array"),
+        ({**GOOD, "b": ["x", "y"]}, TypeError, r"gradients\['b'\]' must hold int or float"),
+        ({**GOOD, "b": [True, False]}, TypeError, r"gradients\['b'\]' must hold .* array of bool"),
+        ({**GOOD, "b": [[0.0], [0.0, 1.0]]}, ValueError, r"gradients\['b'\]' must be a rectangul"),
         ({**GOOD, "b": [0.0, np.inf]}, ValueError, r"gradients\['b'\] must be finite, got 1 nan"),
         (
             {**GOOD, "W": np.full((3, 2), np.nan)},
@@ -201,7 +204,7 @@ def test_arrays_larger_than_the_fair_share_are_split_even_with_enough_arrays() -
 
 
 def test_plan_refuses_more_shards_than_elements() -> None:
-    with pytest.raises(ValueError, match=r"'shards' must be an int <= 5 \(the number of parameter"):
+    with pytest.raises(ValueError, match=r"'n_shards' must be an int <= 5 \(the number of param"):
         plan_shards({"a": (2,), "b": (3,)}, 6)
 
 
@@ -446,12 +449,12 @@ class _Guard:
 def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if an actor would be created or an object put into Ray."""
     monkeypatch.setattr(_server, "_RemoteShardActor", _Guard(_server._RemoteShardActor))
-    monkeypatch.setattr(_training, "_RemoteWorkerActor", _Guard(_training._RemoteWorkerActor))
+    monkeypatch.setattr(_worker, "_RemoteWorkerActor", _Guard(_worker._RemoteWorkerActor))
 
     def no_put(*args: object, **kwargs: object) -> None:
         raise AssertionError("a bad argument reached ray.put")
 
-    monkeypatch.setattr(_training.ray, "put", no_put)
+    monkeypatch.setattr(_worker.ray, "put", no_put)
 
 
 PARAMS = {"W": np.zeros((2, 2)), "b": np.zeros(2)}
@@ -459,12 +462,12 @@ PARAMS = {"W": np.zeros((2, 2)), "b": np.zeros(2)}
 BAD_SERVER_ARGS = [
     ({"params": {}}, ValueError, r"'params' must hold at least one array"),
     ({"params": None}, TypeError, r"'params' must be a dict"),
-    ({"shards": 0}, ValueError, r"'shards' must be an int >= 1, got 0"),
-    ({"shards": "2"}, TypeError, r"'shards' must be an int, got '2' \(str\)"),
+    ({"n_shards": 0}, ValueError, r"'n_shards' must be an int >= 1, got 0"),
+    ({"n_shards": "2"}, TypeError, r"'n_shards' must be an int, got '2' \(str\)"),
     (
-        {"shards": 7},
+        {"n_shards": 7},
         ValueError,
-        r"'shards' must be an int <= 6 \(the number of parameter elements\)",
+        r"'n_shards' must be an int <= 6 \(the number of parameter elements\)",
     ),
     ({"optimizer": "lbfgs"}, ValueError, r"'optimizer' must be one of 'sgd', 'momentum', 'adam'"),
     ({"learning_rate": 0}, ValueError, r"'learning_rate' must be a number > 0, got 0"),
@@ -475,7 +478,20 @@ BAD_SERVER_ARGS = [
     ({"key": "k"}, ValueError, r"'key' only applies to a parameter server with a 'store'"),
     ({"checkpoint_every": 0}, ValueError, r"'checkpoint_every' must be an int >= 1, got 0"),
     ({"actor_options": {"nmae": "x"}}, ValueError, r"refused by Ray: Invalid option keyword"),
-    ({"actor_options": {"name": "x", "get_if_exists": True}}, ValueError, "always creates"),
+    (
+        {"name": "x", "actor_options": {"get_if_exists": True}},
+        ValueError,
+        r"always creates its shards \(use ParameterServer.attach",
+    ),
+    (
+        {"actor_options": {"name": "x"}},
+        ValueError,
+        r"'actor_options' may not set 'name': pass name='x' to ParameterServer",
+    ),
+    ({"name": ""}, ValueError, r"'name' must be a non-empty str"),
+    ({"namespace": "ns"}, ValueError, r"'namespace' only applies to a named ParameterServer"),
+    ({"timeout": 0}, ValueError, r"'timeout' must be a finite number > 0, got 0.0"),
+    ({"timeout": "5"}, TypeError, r"'timeout' must be a number of seconds"),
     ({"optimizer_options": {"beta1": 0.5}}, ValueError, r"which optimizer 'sgd' does not take"),
 ]
 
@@ -509,18 +525,31 @@ X2, Y2 = np.eye(2), np.array([0, 1])
             r"'X' and 'y' must have the same length, got 2 and 1",
         ),
         ((MODEL, X2[:0], Y2[:0]), {}, ValueError, r"must hold at least one sample, got 0"),
-        ((MODEL, np.ones(2), Y2), {}, TypeError, r"'X' must be a 2-D numeric array"),
+        ((MODEL, np.ones(2), Y2), {}, ValueError, r"'X' must be a 2-D array, got 1-D"),
         (
             (MODEL, np.array([["a", "b"]] * 2), Y2),
             {},
             TypeError,
-            r"'X' must be a 2-D numeric array",
+            r"'X' must hold int or float numbers, got an array of dtype <U1",
         ),
-        ((MODEL, X2, np.eye(2)), {}, ValueError, r"'y' must be a 1-D array, got shape \(2, 2\)"),
+        # One rule for arrays in every family: bool refused, a ragged list a ValueError.
+        ((MODEL, X2 > 0, Y2), {}, TypeError, r"'X' must hold int or float .* array of bool"),
+        ((MODEL, [[1.0], [1.0, 2.0]], Y2), {}, ValueError, r"'X' must be a rectangular array"),
+        ((MODEL, X2, Y2 > 0), {}, TypeError, r"'y' must hold int or float .* array of bool"),
+        ((MODEL, "X", Y2), {}, TypeError, r"'X' must be an array of numbers, got 'X' \(str\)"),
+        ((MODEL, X2 * np.nan, Y2), {}, ValueError, r"'X' must hold finite numbers, got .*nan"),
+        ((MODEL, X2, np.eye(2)), {}, ValueError, r"'y' must be a 1-D array, got 2-D"),
         ((MODEL, X2, Y2), {"batch_size": 0}, ValueError, r"'batch_size' must be an int >= 1"),
         ((MODEL, X2, Y2), {"seed": -1}, ValueError, r"'seed' must be an int >= 0"),
         ((MODEL, X2, Y2), {"delay_s": -0.5}, ValueError, r"'delay_s' must be a number >= 0"),
         ((MODEL, X2, Y2), {"actor_options": 3}, TypeError, r"'actor_options' must be a dict"),
+        (
+            (MODEL, X2, Y2),
+            {"actor_options": {"namespace": "n"}},
+            ValueError,
+            r"'actor_options' may not set 'namespace': pass namespace='n' to GradientWorker",
+        ),
+        ((MODEL, X2, Y2), {"timeout": -1}, ValueError, r"'timeout' must be a finite number > 0"),
     ],
 )
 def test_worker_bad_arguments(
@@ -533,9 +562,9 @@ def test_worker_bad_arguments(
 def _unstarted_facades() -> tuple[ParameterServer, GradientWorker]:
     """Facades with no actor behind them: train must refuse bad arguments before using them."""
     layout = Layout.plan(check_params(PARAMS), 1)
-    server = rebuild(ParameterServer, [], layout, None)
+    server = rebuild(ParameterServer, [], layout, None, None, None, 60.0, False)
     config = {"batch_size": None, "seed": 0, "delay_s": 0.0}
-    worker = rebuild(GradientWorker, None, MODEL, (None, None), 2, config, {})
+    worker = rebuild(GradientWorker, None, MODEL, None, 2, config, None, None, None, 60.0)
     return server, worker
 
 
@@ -560,6 +589,9 @@ def _unstarted_facades() -> tuple[ParameterServer, GradientWorker]:
         ({"eval_every": 5}, ValueError, r"'eval_every' only applies with 'eval_data'"),
         ({"eval_data": (X2, Y2), "eval_every": 0}, ValueError, r"'eval_every' must be an int >= 1"),
         ({"timeout": 0}, ValueError, r"'timeout' must be a finite number > 0"),
+        ({"budget_s": 0}, ValueError, r"'budget_s' must be a finite number > 0, got 0.0"),
+        ({"budget_s": "1"}, TypeError, r"'budget_s' must be a number of seconds"),
+        ({"eval_data": (X2 > 0, Y2)}, TypeError, r"'X' must hold int or float .* array of bool"),
     ],
 )
 def test_train_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
@@ -582,9 +614,11 @@ BAD_CLASSIFIER_ARGS = [
     ({"staleness": -1}, ValueError, r"'staleness' must be an int >= 0, got -1"),
     ({"n_workers": 0}, ValueError, r"'n_workers' must be an int >= 1, got 0"),
     ({"n_workers": 9}, ValueError, r"'n_workers' must be an int <= 8, got 9"),
-    ({"shards": 0}, ValueError, r"'shards' must be an int >= 1, got 0"),
+    ({"n_shards": 0}, ValueError, r"'n_shards' must be an int >= 1, got 0"),
     ({"batch_size": 0}, ValueError, r"'batch_size' must be an int >= 1, got 0"),
     ({"l2": -1.0}, ValueError, r"'l2' must be a number >= 0"),
+    ({"timeout": 0}, ValueError, r"'timeout' must be a finite number > 0"),
+    ({"budget_s": -1}, ValueError, r"'budget_s' must be a finite number > 0"),
 ]
 
 

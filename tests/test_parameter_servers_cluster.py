@@ -1,4 +1,5 @@
-"""ParameterServer and GradientWorker on the shared cluster: pushes, pulls, staleness, copies.
+"""ParameterServer and GradientWorker on the shared cluster: pushes, pulls, staleness, copies,
+names and attach, the training budget.
 
 Training to the accuracy bar is in test_parameter_servers_training.py; killed processes
 in test_parameter_servers_faults.py.
@@ -13,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from patterns import DirectoryStore, GradientWorker, ParameterServer, SoftmaxRegression
+from patterns import (
+    CallTimeoutError,
+    DirectoryStore,
+    GradientWorker,
+    ParameterServer,
+    PatternError,
+    SoftmaxRegression,
+    train,
+)
 from patterns.parameter_servers._state import Optimizer
 
 TIMEOUT = 120
@@ -22,9 +31,10 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def server(ray_cluster: dict) -> Iterator[ParameterServer]:
     """Three shards, sgd with learning rate 0.5 (exact in binary: results compare with ==)."""
-    ps = ParameterServer({"W": np.zeros((4, 3)), "b": np.zeros(3)}, shards=3, learning_rate=0.5)
-    yield ps
-    ps.kill()
+    with ParameterServer(
+        {"W": np.zeros((4, 3)), "b": np.zeros(3)}, n_shards=3, learning_rate=0.5
+    ) as ps:
+        yield ps
 
 
 def _ones(scale: float = 1.0) -> dict[str, np.ndarray]:
@@ -46,16 +56,24 @@ def test_push_pull_version_stats(server: ParameterServer) -> None:
     after["W"][0, 0] = 42.0  # the caller's own array
     assert server.pull(timeout=TIMEOUT)["W"][0, 0] != 42.0
     assert np.array_equal(ray.get(server.pull_async(), timeout=TIMEOUT)["b"], after["b"])
+    assert ray.get(server.version_async(), timeout=TIMEOUT) == start + 4
 
     stats = server.stats(timeout=TIMEOUT)
     assert stats["applied"] == start + 4 and stats["dropped_stale"] == 0
-    assert stats["shards"] == 3 and stats["versions"] == [start + 4] * 3
+    assert stats["n_shards"] == 3 and stats["versions"] == [start + 4] * 3
+    assert (stats["kind"], stats["actors"], stats["owned"], stats["closed"]) == (
+        "ParameterServer",
+        3,
+        True,
+        False,
+    )
+    assert ray.get(server.stats_async(), timeout=TIMEOUT)["applied"] == start + 4
     assert sum(stats["elements_per_shard"]) == 15
     assert stats["bytes_per_shard"] == [8 * n for n in stats["elements_per_shard"]]
     assert stats["optimizer"] == "sgd" and stats["learning_rate"] == 0.5
     assert len(set(server.pids(timeout=TIMEOUT))) == 3
     assert server.checkpoint(timeout=TIMEOUT) == [None, None, None]
-    assert server.key is None and server.shards == 3
+    assert server.key is None and server.n_shards == 3 and server.name is None
     assert server.shapes == {"W": (4, 3), "b": (3,)}
 
 
@@ -71,7 +89,7 @@ def test_push_pull_version_stats(server: ParameterServer) -> None:
         ({"W": np.ones((4, 3))}, None, ValueError, r"'gradients' is missing key 'b'"),
         ({**_ones(), "c": np.ones(1)}, None, ValueError, r"'gradients' has unknown key 'c'"),
         ({**_ones(), "b": np.array([1.0, np.nan, 1.0])}, None, ValueError, r"must be finite"),
-        ({**_ones(), "b": np.array(["1", "2", "3"])}, None, TypeError, r"must be a numeric array"),
+        ({**_ones(), "b": np.array(["1", "2", "3"])}, None, TypeError, r"must hold int or float"),
         (_ones(), -1, ValueError, r"'version' must be an int >= 0, got -1"),
         (_ones(), "3", TypeError, r"'version' must be an int, got '3' \(str\)"),
     ],
@@ -93,8 +111,9 @@ def test_bad_pushes_are_refused_before_anything_is_sent(
 
 def test_staleness_drops_exactly_the_pushes_older_than_the_bound(ray_cluster: dict) -> None:
     bound = 2
-    ps = ParameterServer({"w": np.zeros(6)}, shards=3, learning_rate=0.5, max_staleness=bound)
-    try:
+    with ParameterServer(
+        {"w": np.zeros(6)}, n_shards=3, learning_rate=0.5, max_staleness=bound
+    ) as ps:
         expected, current, dropped = np.zeros(6), 0, 0
         for step in range(4):
             assert ps.push({"w": np.full(6, step + 1.0)}, version=current, timeout=TIMEOUT)
@@ -114,14 +133,11 @@ def test_staleness_drops_exactly_the_pushes_older_than_the_bound(ray_cluster: di
         assert stats["versions"] == [current] * 3  # every shard took the same decisions
         assert ps.version(timeout=TIMEOUT) == current
         assert np.array_equal(ps.pull(timeout=TIMEOUT)["w"], expected)
-    finally:
-        ps.kill()
 
 
 def test_one_big_matrix_is_split_into_row_ranges(ray_cluster: dict) -> None:
     W = np.arange(24.0).reshape(6, 4)
-    ps = ParameterServer({"W": W}, shards=3, optimizer="momentum", learning_rate=0.5)
-    try:
+    with ParameterServer({"W": W}, n_shards=3, optimizer="momentum", learning_rate=0.5) as ps:
         assert ps.layout == [[("W", 0, 8)], [("W", 8, 16)], [("W", 16, 24)]]
         assert ps.stats(timeout=TIMEOUT)["bytes_per_shard"] == [64, 64, 64]
         grad = np.linspace(-1, 1, 24).reshape(6, 4)
@@ -129,17 +145,15 @@ def test_one_big_matrix_is_split_into_row_ranges(ray_cluster: dict) -> None:
             ps.push({"W": grad}, timeout=TIMEOUT)
         velocity = 0.9 * grad + grad
         assert np.allclose(ps.pull(timeout=TIMEOUT)["W"], W - 0.5 * grad - 0.5 * velocity)
-    finally:
-        ps.kill()
 
 
 def test_copies_number_their_pushes_as_other_clients(ray_cluster: dict, tmp_path: Path) -> None:
     import ray
 
-    ps = ParameterServer({"w": np.zeros(4)}, shards=2, store=DirectoryStore(tmp_path))
-    try:
+    with ParameterServer({"w": np.zeros(4)}, n_shards=2, store=DirectoryStore(tmp_path)) as ps:
         copy = pickle.loads(pickle.dumps(ps))
         assert copy._requests.client != ps._requests.client
+        assert (ps.owned, copy.owned) == (True, False)
         ps.push({"w": np.ones(4)}, timeout=TIMEOUT)
         copy.push({"w": np.ones(4)}, timeout=TIMEOUT)  # seq 1 of another client: applied
 
@@ -150,23 +164,26 @@ def test_copies_number_their_pushes_as_other_clients(ray_cluster: dict, tmp_path
         assert (
             ray.get([push_from_a_task.remote(ps, 5) for _ in range(3)], timeout=TIMEOUT) == [5] * 3
         )
+        copy.close()  # a copy releases the shards: they keep serving the owner
         assert ps.version(timeout=TIMEOUT) == 17
         assert np.allclose(ps.pull(timeout=TIMEOUT)["w"], -0.01 * 17)
-    finally:
-        ps.kill()
 
 
 def test_a_server_with_a_store_resumes_under_its_key(ray_cluster: dict, tmp_path: Path) -> None:
+    """Shard i of n saves under {key}/shard-i-of-n: the layout every family uses now, and the
+    one this family used before it (so older checkpoints restore as they are)."""
     store = DirectoryStore(tmp_path)
     # Gradients that change sign and size: Adam's step depends on its moments.
     grads = [np.arange(5.0) * (-1) ** k * (k + 1) for k in range(4)]
-    first = ParameterServer({"w": np.zeros(5)}, shards=2, optimizer="adam", store=store, key="ps")
-    for grad in grads[:3]:
-        first.push({"w": grad}, timeout=TIMEOUT)
-    weights = first.pull(timeout=TIMEOUT)["w"]
-    assert store.load("ps/shard-0-of-2").version == 3  # written before each push returned
-    first.kill()
-    again = ParameterServer({"w": np.zeros(5)}, shards=2, optimizer="adam", store=store, key="ps")
+    with ParameterServer(
+        {"w": np.zeros(5)}, n_shards=2, optimizer="adam", store=store, key="ps"
+    ) as first:
+        for grad in grads[:3]:
+            first.push({"w": grad}, timeout=TIMEOUT)
+        weights = first.pull(timeout=TIMEOUT)["w"]
+        assert store.load("ps/shard-0-of-2").version == 3  # written before each push returned
+    # close() stopped the shards; their checkpoints stay in the store.
+    again = ParameterServer({"w": np.zeros(5)}, n_shards=2, optimizer="adam", store=store, key="ps")
     try:
         assert again.version(timeout=TIMEOUT) == 3
         assert np.array_equal(again.pull(timeout=TIMEOUT)["w"], weights)
@@ -181,26 +198,103 @@ def test_a_server_with_a_store_resumes_under_its_key(ray_cluster: dict, tmp_path
             adam.step(expected, grad, state, t)
         assert np.array_equal(again.pull(timeout=TIMEOUT)["w"], expected)
     finally:
-        again.kill()
+        again.close()
 
 
 def test_gradient_worker_keeps_its_partition(ray_cluster: dict) -> None:
     model = SoftmaxRegression(3, 2)
     X = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0], [2.0, 2.0, 0.0]])
     y = np.array([0, 1, 1])
-    worker = GradientWorker(model, X, y)
-    try:
+    with GradientWorker(model, X, y) as worker:
         params = model.init_params()
         loss, grads = worker.compute_gradients(params, timeout=TIMEOUT)
         expected_loss, expected = model.loss_and_gradients(params, X, y)
         assert loss == pytest.approx(expected_loss)
         assert all(np.allclose(grads[k], expected[k]) for k in expected)
         assert worker.samples == 3
-        old = worker.pid(timeout=TIMEOUT)
-        worker.replace()  # same partition, new process
-        assert worker.pid(timeout=TIMEOUT) != old and worker.replacements == 1
+        assert worker.stats(timeout=TIMEOUT)["gradients"] == 1
+        old = worker.pids(timeout=TIMEOUT)
+        worker.replace(timeout=TIMEOUT)  # same partition, new process
+        assert worker.pids(timeout=TIMEOUT) != old and worker.replacements == 1
         assert worker.compute_gradients(params, timeout=TIMEOUT)[0] == pytest.approx(loss)
+        stats = worker.stats(timeout=TIMEOUT)
+        assert (stats["replacements"], stats["gradients"], stats["samples"]) == (1, 1, 3)
         with pytest.raises(TypeError, match=r"'params' must be a dict of arrays or an ObjectRef"):
             worker.compute_gradients_async([1, 2])  # type: ignore[arg-type]
-    finally:
-        worker.kill()
+        copy = pickle.loads(pickle.dumps(worker))
+        with pytest.raises(PatternError, match=r"replace needs the facade that created the"):
+            copy.replace()  # a copy does not own the actor
+        assert copy.compute_gradients(params, timeout=TIMEOUT)[0] == pytest.approx(loss)
+        copy.close()
+
+
+def test_named_servers_and_workers_attach(ray_cluster: dict, tmp_path: Path) -> None:
+    import ray
+
+    store = DirectoryStore(tmp_path)
+    with ParameterServer(
+        {"w": np.zeros(4)},
+        n_shards=2,
+        learning_rate=0.5,
+        store=store,
+        name="ps-doc",
+        namespace="ps",
+    ) as server:
+        names = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+        assert {"ps-doc/shard-0-of-2", "ps-doc/shard-1-of-2"} <= names
+        assert server.key == "ps/ps-doc"  # the default key: namespace/name
+        server.push({"w": np.ones(4)}, timeout=TIMEOUT)
+        attached = ParameterServer.attach("ps-doc", namespace="ps")
+        assert (attached.owned, attached.n_shards, attached.key) == (False, 2, "ps/ps-doc")
+        assert attached.push({"w": np.ones(4)}, timeout=TIMEOUT)  # its own client id
+        assert np.array_equal(attached.pull(timeout=TIMEOUT)["w"], np.full(4, -1.0))
+        attached.close()  # releases: the owner's shards keep running
+        assert server.version(timeout=TIMEOUT) == 2
+        assert store.load("ps/ps-doc/shard-1-of-2").version == 2
+        with pytest.raises(TypeError, match="not a GradientWorker"):
+            GradientWorker.attach("ps-doc/shard-0-of-2", namespace="ps")
+    with pytest.raises(ValueError, match="no live ParameterServer named 'ps-doc'"):
+        ParameterServer.attach("ps-doc", namespace="ps")
+
+    model = SoftmaxRegression(2, 2)
+    with GradientWorker(model, np.eye(2), np.array([0, 1]), name="worker-doc") as worker:
+        attached_worker = GradientWorker.attach("worker-doc")
+        params = model.init_params()
+        assert attached_worker.compute_gradients(params, timeout=TIMEOUT)[0] == pytest.approx(
+            worker.compute_gradients(params, timeout=TIMEOUT)[0]
+        )
+        assert attached_worker.samples == 2 and not attached_worker.owned
+        attached_worker.close()
+        worker.replace(timeout=TIMEOUT)  # the name is free once the old actor is dead
+        named = ray.get_actor("worker-doc")  # the name now leads to the new actor
+        assert ray.get(named.pid.remote(), timeout=TIMEOUT) == worker.pids(timeout=TIMEOUT)[0]
+
+
+def test_train_within_its_budget_or_a_call_timeout_error(ray_cluster: dict) -> None:
+    """budget_s bounds the whole call: a run that cannot finish in it raises, it does not hang."""
+    model = SoftmaxRegression(2, 2)
+    X, y = np.eye(2), np.array([0, 1])
+    with (
+        GradientWorker(model, X, y, delay_s=0.5) as slow,
+        ParameterServer(model.init_params(), learning_rate=0.5) as server,
+    ):
+        history = train(server, [slow], steps=2, budget_s=TIMEOUT)
+        assert history.updates == 2
+        with pytest.raises(CallTimeoutError, match=r"train: the budget of 2 s ran out after"):
+            train(server, [slow], mode="async", steps=100, budget_s=2)
+
+
+def test_classifier_fit_within_its_budget_and_no_actor_left(ray_cluster: dict) -> None:
+    """A fit that cannot finish within budget_s raises CallTimeoutError and closes its actors."""
+    from patterns import ParameterServerClassifier
+    from patterns._ray_internals import actor_states, actor_table_ids
+
+    X, y = np.array([[0.0, 1.0], [1.0, 0.0]] * 8), np.array([0, 1] * 8)
+    before = actor_table_ids()
+    clf = ParameterServerClassifier(steps=100_000, budget_s=3, random_state=0)
+    with pytest.raises(CallTimeoutError, match=r"train: the budget of 3 s ran out"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "coef_")
+    started = actor_table_ids() - before
+    assert len(started) == 3  # two workers and a shard ...
+    assert set(actor_states(started).values()) == {"DEAD"}  # ... all stopped before fit raised

@@ -45,14 +45,15 @@ def workers(ray_cluster: dict, data: Digits, model: SoftmaxRegression) -> Iterat
     pool = [GradientWorker(model, X, y) for X, y in data.partitions(2)]
     yield pool
     for worker in pool:
-        worker.kill()
+        worker.close()
 
 
 def _train(
-    model: SoftmaxRegression, workers: list, data: Digits, mode: str, shards: int = 2
+    model: SoftmaxRegression, workers: list, data: Digits, mode: str, n_shards: int = 2
 ) -> TrainingHistory:
-    server = ParameterServer(model.init_params(), shards=shards, learning_rate=LEARNING_RATE)
-    try:
+    with ParameterServer(
+        model.init_params(), n_shards=n_shards, learning_rate=LEARNING_RATE
+    ) as server:
         return train(
             server,
             workers,
@@ -63,8 +64,6 @@ def _train(
             eval_every=50,
             timeout=TIMEOUT,
         )
-    finally:
-        server.kill()
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +94,8 @@ def test_histories_record_every_update(histories: dict[str, TrainingHistory]) ->
         assert records[0].update == 0 and records[0].loss is None  # the start
         assert [r.update for r in records] == list(range(len(records)))
         assert [r.version for r in records[1:]] == list(range(1, len(records)))  # none dropped
-        seconds = [r.seconds for r in records]
-        assert seconds == sorted(seconds) and history.seconds >= seconds[-1]
+        seconds = [r.elapsed_s for r in records]
+        assert seconds == sorted(seconds) and history.duration_s >= seconds[-1]
         evaluated = [r.update for r in records if r.accuracy is not None]
         assert evaluated == [0, *range(50, history.updates + 1, 50)]
         assert records[-1].loss < records[1].loss  # it learned
@@ -110,7 +109,7 @@ def test_histories_record_every_update(histories: dict[str, TrainingHistory]) ->
 
 def _largest_lead(history: TrainingHistory) -> int:
     """How far, in steps, the fastest worker was ahead of the slowest, at worst."""
-    clocks = [0] * history.workers
+    clocks = [0] * history.n_workers
     lead = 0
     for record in history.records[1:]:
         assert record.worker is not None
@@ -140,8 +139,7 @@ def test_ssp_bounds_how_far_a_worker_leads_where_async_does_not(
     leads = {}
     try:
         for mode, staleness in (("async", None), ("ssp", STALENESS["ssp"])):
-            server = ParameterServer(model.init_params(), learning_rate=LEARNING_RATE)
-            try:
+            with ParameterServer(model.init_params(), learning_rate=LEARNING_RATE) as server:
                 history = train(
                     server,
                     pair,
@@ -150,12 +148,10 @@ def test_ssp_bounds_how_far_a_worker_leads_where_async_does_not(
                     staleness=staleness,
                     timeout=TIMEOUT,
                 )
-            finally:
-                server.kill()
             assert history.updates == 2 * STRAGGLER_STEPS
             leads[mode] = _largest_lead(history)
     finally:
-        straggler.kill()
+        straggler.close()
     print(f"largest lead of the fast worker: {leads}")  # shown with -s
     assert leads["ssp"] <= STALENESS["ssp"] + 1, leads
     assert leads["async"] > STALENESS["ssp"] + 1, leads  # without the bound it is exceeded
@@ -174,9 +170,9 @@ def test_one_two_and_three_shards_give_the_same_weights(
 ) -> None:
     servers = [
         ParameterServer(
-            model.init_params(), shards=shards, optimizer=optimizer, learning_rate=learning_rate
+            model.init_params(), n_shards=n, optimizer=optimizer, learning_rate=learning_rate
         )
-        for shards in (1, 2, 3)
+        for n in (1, 2, 3)
     ]
     try:
         weights = []
@@ -186,7 +182,7 @@ def test_one_two_and_three_shards_give_the_same_weights(
             weights.append(server.pull(timeout=TIMEOUT))
     finally:
         for server in servers:
-            server.kill()
+            server.close()
     initial = model.init_params()
     assert not np.allclose(weights[0]["W"], initial["W"])  # training moved them
     for other in weights[1:]:

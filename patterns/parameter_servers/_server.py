@@ -1,9 +1,7 @@
-"""The parameter-server actors (one per shard) and the `ParameterServer` facade."""
+"""The parameter-server shard actor (a `StatefulActor`) and the `ParameterServer` facade."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,10 +10,14 @@ import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
 
-from patterns._actors import check_actor_options, make_actor, rebuild, restartable_defaults
-from patterns._checkpointer import Checkpointer, check_store_args, default_key
-from patterns._checks import check_int, check_positive_float
-from patterns._requests import RequestIds
+from patterns._actors import check_actor_options, check_naming, rebuild, restartable_defaults
+from patterns._calls import DEFAULT, check_timeout
+from patterns._checkpointer import check_store_args, default_key
+from patterns._checks import check_bool, check_int
+from patterns._facade import check_facade_timeout
+from patterns._requests import as_request
+from patterns._sharded import ShardedFacade
+from patterns._stateful import StatefulActor
 from patterns.checkpointing import CheckpointStore
 from patterns.parameter_servers._state import (
     Layout,
@@ -30,9 +32,11 @@ from patterns.parameter_servers._state import (
 
 __all__ = ["ParameterServer"]
 
+KIND = "ParameterServer"
 
-class _ShardActor:
-    """One shard: a `ShardState` plus checkpointing. Restores itself in ``__init__``."""
+
+class _ShardActor(StatefulActor):
+    """One shard: a `ShardState`, restored from its checkpoint when there is one."""
 
     def __init__(
         self,
@@ -44,21 +48,28 @@ class _ShardActor:
         checkpoint_every: int,
         info: dict[str, Any],
     ) -> None:
-        self._checkpointer = Checkpointer(store, key or "", checkpoint_every)
-        restored = self._checkpointer.restore()
-        if restored is not None:
-            state = ShardState.from_snapshot(restored.state)
+        def fresh() -> ShardState:
+            opt = Optimizer(optimizer["name"], optimizer["learning_rate"], optimizer["options"])
+            return ShardState(pieces, opt, max_staleness)
+
+        def restore(snapshot: Any) -> ShardState:
+            state = ShardState.from_snapshot(snapshot)
             if state.pieces.keys() != pieces.keys():
                 msg = (
                     f"the checkpoint under {key!r} holds pieces {sorted(state.pieces)}, "
                     f"not this shard's {sorted(pieces)}: use another key for other parameters"
                 )
                 raise ValueError(msg)
-        else:
-            opt = Optimizer(optimizer["name"], optimizer["learning_rate"], optimizer["options"])
-            state = ShardState(pieces, opt, max_staleness)
-        self._state = state
-        self._info = {**info, "key": key, "restored_version": self._checkpointer.version}
+            return state
+
+        super().__init__(
+            fresh=fresh,
+            restore=restore,
+            store=store,
+            key=key,
+            checkpoint_every=checkpoint_every,
+            info=info,
+        )
 
     # The lead shard (index 0) is called with ``version`` and decides; the others are
     # called with ``decision``, the lead's reply for the same push, which Ray resolves
@@ -71,23 +82,27 @@ class _ShardActor:
         client: int | None = None,
         seq: int | None = None,
     ) -> bool:
-        request = None if client is None or seq is None else (client, seq)
-        before = self._state.changes
-        applied = self._state.push(pieces, version=version, decision=decision, request=request)
-        if self._state.changes != before:
-            # Saved before the reply leaves: an acknowledged push is in the store.
-            self._checkpointer.changed(self._state.snapshot)
+        # Saved before the reply leaves (StatefulActor._apply): an acknowledged push is
+        # in the store.
+        applied: bool = self._apply(
+            self._state.push,
+            pieces,
+            version=version,
+            decision=decision,
+            request=as_request(client, seq),
+        )
         return applied
 
     def pull(self) -> tuple[int, dict[Piece, np.ndarray]]:
         # The arrays are serialised into the reply before the next call can run.
-        return self._state.pull()
+        result: tuple[int, dict[Piece, np.ndarray]] = self._state.pull()
+        return result
 
     def version(self) -> int:
-        return self._state.version
+        return int(self._state.version)
 
     def stats(self) -> dict[str, Any]:
-        state = self._state
+        state: ShardState = self._state
         return {
             "version": state.version,
             "dropped_stale": state.dropped_stale,
@@ -100,14 +115,8 @@ class _ShardActor:
             "checkpoint_version": self._checkpointer.version,
         }
 
-    def checkpoint(self) -> int | None:
-        return self._checkpointer.save(self._state.snapshot())
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def describe(self) -> dict[str, Any]:
-        return {**self._info, "version": self._state.version}
+    def _describe(self) -> dict[str, Any]:
+        return {"version": self._state.version}
 
 
 _RemoteShardActor = ray.remote(_ShardActor)
@@ -123,22 +132,42 @@ def _assemble(layout: Layout, *parts: tuple[int, dict[Piece, np.ndarray]]) -> di
     return layout.assemble([pieces for _, pieces in parts])
 
 
-def _check_timeout(timeout: object) -> float | None:
-    return None if timeout is None else check_positive_float("timeout", timeout)
+@ray.remote(num_cpus=0)
+def _lowest(*versions: int) -> int:
+    return min(versions)
 
 
-def _shard_name(name: str, index: int) -> str:
-    return f"{name}/shard-{index}"
+@ray.remote(num_cpus=0)
+def _server_stats(*per_shard: dict[str, Any]) -> dict[str, Any]:
+    return _merge_stats(list(per_shard))
 
 
-class ParameterServer:
+def _merge_stats(per_shard: list[dict[str, Any]]) -> dict[str, Any]:
+    lead = per_shard[0]
+    versions = [s["version"] for s in per_shard]
+    return {
+        "applied": min(versions),
+        "dropped_stale": lead["dropped_stale"],
+        "n_shards": len(per_shard),
+        "bytes_per_shard": [s["bytes"] for s in per_shard],
+        "elements_per_shard": [s["elements"] for s in per_shard],
+        "versions": versions,
+        "optimizer": lead["optimizer"],
+        "learning_rate": lead["learning_rate"],
+        "max_staleness": lead["max_staleness"],
+        "restored_versions": [s["restored_version"] for s in per_shard],
+        "checkpoint_versions": [s["checkpoint_version"] for s in per_shard],
+    }
+
+
+class ParameterServer(ShardedFacade):
     """Model parameters held by Ray actors, sharded, updated by pushed gradients.
 
     Workers ``pull()`` the current parameters, compute gradients on their data and
     ``push()`` them; each push is one optimizer step (``"sgd"``, ``"momentum"`` or
     ``"adam"``), applied to every shard. ``version()`` counts the pushes applied.
 
-    **Sharding.** With ``shards=k`` the parameters are spread over ``k`` actors,
+    **Sharding.** With ``n_shards=k`` the parameters are spread over ``k`` actors,
     balanced by size: arrays larger than a fair share are cut into row ranges, so one
     big matrix still shards. A pull gathers every shard's pieces; a push sends each
     shard its pieces. The optimizers are elementwise and run in the parameters' dtype,
@@ -152,122 +181,192 @@ class ParameterServer:
     **Exactly-once.** With a ``store``, every push that returned is applied exactly once
     even if a shard's process is killed: each push carries a request id per shard, each
     shard remembers the ids it applied, checkpoints before replying
-    (``checkpoint_every=1``), is created with ``max_restarts=-1, max_task_retries=-1``
-    and restores its newest checkpoint when Ray restarts it. Shard ``i`` checkpoints
-    under ``f"{key}/shard-{i}-of-{shards}"``.
+    (``checkpoint_every=1``), is created with ``max_restarts=-1`` and a few task retries
+    (`patterns._calls.MAX_TASK_RETRIES`), and restores its newest checkpoint when Ray
+    restarts it. Shard ``i`` of ``n`` checkpoints under ``f"{key}/shard-{i}-of-{n}"``.
+    A push that crashes its shard on every attempt (a store whose ``save`` kills the
+    process, say) fails with `patterns.errors.ActorLostError` after those retries, and
+    the restarted shards serve the next calls.
+
+    **Lifecycle.** ``close()`` (or leaving a ``with`` block) stops the shards and waits
+    until Ray reports them dead; checkpoints stay in the store. A server from `attach`
+    or unpickled in a task releases the shards instead (they keep running). ``kill()``
+    crashes the shards as a SIGKILL would (Ray restarts them when they have a store).
 
     Args:
         params: Name -> numpy float array (ints are converted to float64): the initial
-            parameters. Ignored by shards that find a checkpoint under their key.
-        shards: How many actors hold the parameters (1 to the number of elements).
+            parameters, the server's defining argument. Ignored by shards that find a
+            checkpoint under their key.
+        n_shards: How many actors hold the parameters (1 to the number of elements).
         optimizer: ``"sgd"``, ``"momentum"`` or ``"adam"``.
         learning_rate: The step size, > 0.
         max_staleness: Drop pushes more than this many versions old (None: never).
         store: Where shards checkpoint (see `patterns.checkpointing`).
-        key: Checkpoint key prefix; defaults to the actor name, else a random key.
+        key: Checkpoint key prefix; defaults to the name (``namespace/name`` with a
+            namespace), else a random key.
         checkpoint_every: Checkpoint after every N pushes. N > 1 is cheaper, but a
             killed shard then loses up to N - 1 acknowledged pushes (its own pieces
             only: the shards may end at different versions).
+        name: Names the shard actors ``f"{name}/shard-{i}-of-{n}"``, so another
+            process can `attach` to the server.
+        namespace: The Ray namespace of the named shards (None: the job's).
         actor_options: Options for every shard actor (``num_cpus``, ``resources``,
-            ``name`` (shard ``i`` is named ``f"{name}/shard-{i}"``), ...).
+            ``max_task_retries``, ...; not ``name``/``namespace``, which are arguments).
         optimizer_options: ``{"momentum": 0.9}`` for momentum; ``{"beta1": 0.9,
             "beta2": 0.999, "epsilon": 1e-8}`` for adam (these are the defaults).
+        timeout: Seconds each call waits by default (`patterns._calls.DEFAULT_TIMEOUT_S`
+            unless given; None: no bound).
 
     Raises:
         TypeError: If an argument has the wrong type (``params`` not a dict of numeric
             arrays, ``store`` not a CheckpointStore, ...).
-        ValueError: If ``params`` is empty, ``shards < 1`` or more than the elements,
+        ValueError: If ``params`` is empty, ``n_shards < 1`` or more than the elements,
             ``learning_rate <= 0``, ``max_staleness < 0``, ``optimizer`` is unknown,
             ``key`` or ``checkpoint_every`` is given without a store, or the actor
             options are inconsistent.
 
     Examples:
         >>> import numpy as np
-        >>> server = ParameterServer({"w": np.zeros(3)}, shards=2, learning_rate=0.5)
-        >>> server.push({"w": np.array([1.0, 2.0, 4.0])})
+        >>> with ParameterServer({"w": np.zeros(3)}, n_shards=2, learning_rate=0.5) as server:
+        ...     server.push({"w": np.array([1.0, 2.0, 4.0])})
+        ...     server.pull()["w"].tolist(), server.version()
         True
-        >>> server.pull()["w"].tolist()
-        [-0.5, -1.0, -2.0]
-        >>> server.version()
-        1
-        >>> server.kill()
+        ([-0.5, -1.0, -2.0], 1)
     """
+
+    _layout: Layout
 
     def __init__(
         self,
         params: Mapping[str, Any],
         *,
-        shards: int = 1,
+        n_shards: int = 1,
         optimizer: str = "sgd",
         learning_rate: float = 0.01,
         max_staleness: int | None = None,
         store: CheckpointStore | None = None,
         key: str | None = None,
         checkpoint_every: int = 1,
+        name: str | None = None,
+        namespace: str | None = None,
         actor_options: Mapping[str, Any] | None = None,
         optimizer_options: Mapping[str, float] | None = None,
+        timeout: Any = DEFAULT,
     ) -> None:
         arrays = check_params(params)
-        shards = check_int("shards", shards, minimum=1)
-        name, rate, options = check_optimizer(optimizer, learning_rate, optimizer_options)
+        n_shards = check_int("n_shards", n_shards, minimum=1)
+        opt_name, rate, options = check_optimizer(optimizer, learning_rate, optimizer_options)
         max_staleness = check_staleness("max_staleness", max_staleness)
         store, checkpoint_every = check_store_args(
             store, key, checkpoint_every, what="parameter server"
         )
-        defaults = {"scheduling_strategy": "SPREAD", **restartable_defaults(store)}
-        actor_opts = check_actor_options(actor_options, defaults=defaults)
-        if actor_opts.get("get_if_exists"):
+        if isinstance(actor_options, Mapping) and actor_options.get("get_if_exists"):
             msg = (
                 "'actor_options' sets get_if_exists=True: a ParameterServer always creates "
-                "its shards"
+                "its shards (use ParameterServer.attach(name) to reach running ones)"
             )
             raise ValueError(msg)
-        layout = Layout.plan(arrays, shards)  # refuses more shards than elements
-        key = default_key(key, actor_opts, "parameter-server") if store is not None else None
-        config = {"name": name, "learning_rate": rate, "options": options}
+        defaults = {"scheduling_strategy": "SPREAD", **restartable_defaults(store)}
+        actor_opts = check_actor_options(actor_options, defaults=defaults)
+        name, namespace = check_naming(name, namespace, actor_opts, facade=KIND)
+        seconds = check_facade_timeout(timeout)
+        layout = Layout.plan(arrays, n_shards)  # refuses more shards than elements
+        naming = {"name": name, "namespace": namespace} if name is not None else {}
+        key = default_key(key, naming, "parameter-server") if store is not None else None
+        config = {"name": opt_name, "learning_rate": rate, "options": options}
         parts = layout.split(arrays)
-        actors = []
-        for index, part in enumerate(parts):
-            shard_options = dict(actor_opts)
-            if actor_opts.get("name"):
-                shard_options["name"] = _shard_name(actor_opts["name"], index)
-            shard_key = f"{key}/shard-{index}-of-{shards}" if key is not None else None
-            info = {"kind": "ParameterServer", "shards": shards, "index": index}
-            args = (part, config, max_staleness, store, shard_key, checkpoint_every, info)
-            actors.append(make_actor(_RemoteShardActor, shard_options, *args))
-        self._setup(actors, layout, key)
 
-    def _setup(self, actors: list[ActorHandle[Any]], layout: Layout, key: str | None) -> None:
-        self._actors = list(actors)
+        def shard_args(index: int, shard_key: str | None) -> tuple[Any, ...]:
+            info = {"kind": KIND, "n_shards": n_shards, "index": index}
+            if index == 0:  # what attach needs to split pushes and assemble pulls
+                info |= {"layout": layout, "server_key": key}
+            return (parts[index], config, max_staleness, store, shard_key, checkpoint_every, info)
+
+        shards = self._start_shards(
+            _RemoteShardActor,
+            actor_opts,
+            n_shards,
+            shard_args,
+            name=name,
+            namespace=namespace,
+            key=key,
+        )
+        self._setup(shards, layout, key, name, namespace, seconds, True)
+
+    def _setup(
+        self,
+        shards: list[ActorHandle[Any]],
+        layout: Layout,
+        key: str | None,
+        name: str | None,
+        namespace: str | None,
+        timeout: float | None,
+        owned: bool,
+    ) -> None:
         self._layout = layout
-        self._key = key
-        self._exactly_once = key is not None  # request ids only matter with a store
-        # One sequence per shard: each shard's request log then sees no gaps.
-        self._requests = RequestIds(streams=len(self._actors))
-        self._push: list[Any] = [actor.push for actor in self._actors]
+        self._push: list[Any] = [shard.push for shard in shards]
+        self._setup_shards(
+            shards, key=key, name=name, namespace=namespace, owned=owned, timeout=timeout
+        )
+
+    @classmethod
+    def attach(
+        cls,
+        name: str,
+        *,
+        namespace: str | None = None,
+        own: bool = False,
+        timeout: Any = DEFAULT,
+    ) -> ParameterServer:
+        """A facade for the running server ``name`` (its shards ``name/shard-{i}-of-{n}``).
+
+        The facade releases the shards on ``close()`` (they keep running) unless
+        ``own=True``, which takes them over: its ``close()`` then stops them.
+
+        Args:
+            name: The ``name`` the server was created with.
+            namespace: Its Ray namespace (None: search every namespace).
+            own: Take the shards over (``close()`` stops them).
+            timeout: Seconds each call of the new facade waits by default.
+
+        Raises:
+            ValueError: No live server of that name (or a shard is missing).
+            TypeError: The actors of that name are not a ParameterServer's.
+        """
+        own = check_bool("own", own)
+        seconds = check_facade_timeout(timeout)
+        shards, infos = cls._find_shards(name, namespace, kind=KIND)
+        lead = infos[0]
+        return rebuild(
+            cls,
+            shards,
+            lead["layout"],
+            lead["server_key"],
+            name,
+            namespace,
+            seconds,
+            own,
+            owned=own,
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # A copy (in a task, another actor) numbers its pushes with a fresh client id.
-        return (rebuild, (ParameterServer, self._actors, self._layout, self._key))
+        # A copy (in a task, another actor) numbers its pushes with a fresh client id
+        # and does not own the shards: its close() releases them.
+        state = (
+            self._shards,
+            self._layout,
+            self._key,
+            self.name,
+            self.namespace,
+            self.timeout,
+            False,
+        )
+        return (rebuild, (ParameterServer, *state))
 
     def __repr__(self) -> str:
-        names = ", ".join(f"{n}{list(s)}" for n, s in self._layout.shapes.items())
-        return f"ParameterServer({names}, shards={len(self._actors)})"
-
-    @property
-    def shards(self) -> int:
-        """The number of shard actors."""
-        return len(self._actors)
-
-    @property
-    def actors(self) -> list[ActorHandle[Any]]:
-        """The shard actor handles, shard 0 (the lead) first."""
-        return list(self._actors)
-
-    @property
-    def key(self) -> str | None:
-        """The checkpoint key prefix (None without a store)."""
-        return self._key
+        arrays = ", ".join(f"{n}{list(s)}" for n, s in self._layout.shapes.items())
+        named = f", name={self.name!r}" if self.name is not None else ""
+        return f"ParameterServer({arrays}, n_shards={self.n_shards}{named})"
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -287,10 +386,7 @@ class ParameterServer:
         checked = check_gradients(gradients, self._layout.shapes, self._layout.dtypes)
         parts = self._layout.split(checked)
         # Nothing is drawn or sent before every check passed.
-        ids = [
-            self._requests.next(i) if self._exactly_once else (None, None)
-            for i in range(len(parts))
-        ]
+        ids = [self._ids(i) for i in range(len(parts))]
         lead: ObjectRef[bool] = self._push[0].remote(parts[0], version, None, *ids[0])
         follow = [self._push[i].remote(parts[i], None, lead, *ids[i]) for i in range(1, len(parts))]
         return [lead, *follow]
@@ -300,12 +396,14 @@ class ParameterServer:
         gradients: Mapping[str, Any],
         *,
         version: int | None = None,
-        timeout: float | None = None,
+        timeout: Any = DEFAULT,
     ) -> bool:
         """Apply one optimizer step with ``gradients`` on every shard; True if applied.
 
         When this returns, the push is acknowledged: with a store it is in every
         shard's checkpoint (``checkpoint_every=1``) and is never lost or applied twice.
+        A push that raised was not acknowledged: it may have been applied on some
+        shards, on all or on none.
 
         Args:
             gradients: Name -> array, for exactly the server's arrays, in their shapes;
@@ -313,7 +411,7 @@ class ParameterServer:
             version: The `version()` the gradients were computed on. With
                 ``max_staleness=s``, a push more than ``s`` versions old is dropped.
                 None: never dropped.
-            timeout: Seconds to wait for the reply (None waits forever).
+            timeout: Seconds to wait for the reply (default: the server's timeout).
 
         Returns:
             True if applied, False if dropped as stale (nothing changed).
@@ -323,21 +421,22 @@ class ParameterServer:
                 not an int.
             ValueError: If a key is unknown or missing, a shape differs, a value is nan
                 or inf, or ``version < 0``. Nothing is sent.
-            ray.exceptions.GetTimeoutError: If ``timeout`` passed (the push may still
-                be applied).
+            patterns.errors.CallTimeoutError: No reply within ``timeout`` (the push may
+                still be applied).
+            patterns.errors.ActorLostError: A shard died under the push on every attempt.
 
         Examples:
             >>> import numpy as np
-            >>> server = ParameterServer({"w": np.zeros(2)}, max_staleness=0)
-            >>> server.push({"w": np.ones(2)}, version=0)
+            >>> with ParameterServer({"w": np.zeros(2)}, max_staleness=0) as server:
+            ...     server.push({"w": np.ones(2)}, version=0)
+            ...     server.push({"w": np.ones(2)}, version=0)  # computed on version 0, now 1
             True
-            >>> server.push({"w": np.ones(2)}, version=0)  # computed on version 0, now 1
             False
-            >>> server.kill()
         """
-        timeout = _check_timeout(timeout)
+        check_timeout(timeout)
+        self._check_open("push")
         refs = self._send(gradients, version)
-        return bool(ray.get(refs, timeout=timeout)[0])
+        return bool(self._get(refs, timeout=timeout, method="push")[0])
 
     def push_async(
         self, gradients: Mapping[str, Any], *, version: int | None = None
@@ -348,31 +447,34 @@ class ParameterServer:
             An ObjectRef to True (applied) or False (dropped); it resolves once every
             shard has taken the push: then it is acknowledged.
         """
+        self._check_open("push_async")
         refs = self._send(gradients, version)
         return refs[0] if len(refs) == 1 else _first_when_all.remote(*refs)
 
     # --- reads ----------------------------------------------------------------------------
 
-    def _pull_with_version(self, timeout: float | None = None) -> tuple[dict[str, np.ndarray], int]:
+    def _pull_with_version(self, *, timeout: Any, method: str) -> tuple[dict[str, np.ndarray], int]:
         """The parameters and shard 0's version when it answered (for `train`)."""
-        parts: list[tuple[int, dict[Piece, np.ndarray]]] = ray.get(
-            [actor.pull.remote() for actor in self._actors], timeout=timeout
+        check_timeout(timeout)
+        self._check_open(method)
+        parts: list[tuple[int, dict[Piece, np.ndarray]]] = self._get(
+            [shard.pull.remote() for shard in self._shards], timeout=timeout, method=method
         )
         return self._layout.assemble([pieces for _, pieces in parts]), parts[0][0]
 
-    def pull(self, *, timeout: float | None = None) -> dict[str, np.ndarray]:
+    def pull(self, *, timeout: Any = DEFAULT) -> dict[str, np.ndarray]:
         """Return the current parameters, as fresh arrays the caller may modify.
 
         Every shard answers the pull after the pushes this facade sent before it (Ray
         runs one caller's calls to an actor in order), so a pull sees your own pushes.
 
         Args:
-            timeout: Seconds to wait (None waits forever).
+            timeout: Seconds to wait (default: the server's timeout).
 
         Returns:
             Name -> array, in the shapes and dtypes of the initial parameters.
         """
-        return self._pull_with_version(_check_timeout(timeout))[0]
+        return self._pull_with_version(timeout=timeout, method="pull")[0]
 
     def pull_async(self) -> ObjectRef[dict[str, np.ndarray]]:
         """Ask for the parameters and return at once.
@@ -381,83 +483,56 @@ class ParameterServer:
             An ObjectRef to name -> array. Like anything read from Ray's object store,
             the arrays may be read-only: copy one before changing it in place.
         """
+        self._check_open("pull_async")
         ref: ObjectRef[dict[str, np.ndarray]] = _assemble.remote(
-            self._layout, *[actor.pull.remote() for actor in self._actors]
+            self._layout, *[shard.pull.remote() for shard in self._shards]
         )
         return ref
 
-    def version(self, *, timeout: float | None = None) -> int:
+    def version(self, *, timeout: Any = DEFAULT) -> int:
         """Return how many whole pushes are applied: the lowest version over the shards.
 
         Args:
-            timeout: Seconds to wait (None waits forever).
+            timeout: Seconds to wait (default: the server's timeout).
         """
-        timeout = _check_timeout(timeout)
-        return min(ray.get([actor.version.remote() for actor in self._actors], timeout=timeout))
+        check_timeout(timeout)
+        self._check_open("version")
+        refs = [shard.version.remote() for shard in self._shards]
+        versions: list[int] = self._get(refs, timeout=timeout, method="version")
+        return min(versions)
 
-    def stats(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """Return counters and sizes: applied, dropped_stale, shards, bytes per shard, ...
+    def version_async(self) -> ObjectRef[int]:
+        """Ask for `version` and return at once: an ObjectRef to the same int."""
+        self._check_open("version_async")
+        ref: ObjectRef[int] = _lowest.remote(*[shard.version.remote() for shard in self._shards])
+        return ref
 
-        Keys: ``applied`` (= `version()`), ``dropped_stale`` (pushes refused as too
-        old), ``shards``, ``bytes_per_shard`` and ``elements_per_shard`` (parameters
-        only), ``versions`` (per shard), ``optimizer``, ``learning_rate``,
-        ``max_staleness``, ``restored_versions`` (the checkpoint each shard restored
-        when it last started: 0 if none) and ``checkpoint_versions``.
+    def _stats_async(self) -> ObjectRef[dict[str, Any]]:
+        ref: ObjectRef[dict[str, Any]] = _server_stats.remote(
+            *[shard.stats.remote() for shard in self._shards]
+        )
+        return ref
+
+    def stats(self, *, timeout: Any = DEFAULT) -> dict[str, Any]:
+        """Return the common facade entries and the server's counters and sizes.
+
+        Besides the entries every facade reports (``kind``, ``name``, ``namespace``,
+        ``actors``, ``owned``, ``closed``, ``timeout_s``): ``applied`` (= `version()`),
+        ``dropped_stale`` (pushes refused as too old), ``n_shards``, ``bytes_per_shard``
+        and ``elements_per_shard`` (parameters only), ``versions`` (per shard),
+        ``optimizer``, ``learning_rate``, ``max_staleness``, ``restored_versions`` (the
+        checkpoint each shard restored when it last started: 0 if none) and
+        ``checkpoint_versions``.
 
         Args:
-            timeout: Seconds to wait (None waits forever).
+            timeout: Seconds to wait (default: the server's timeout).
 
         Examples:
             >>> import numpy as np
-            >>> server = ParameterServer({"W": np.zeros((4, 2)), "b": np.zeros(2)}, shards=2)
-            >>> stats = server.stats()
+            >>> params = {"W": np.zeros((4, 2)), "b": np.zeros(2)}
+            >>> with ParameterServer(params, n_shards=2) as server:
+            ...     stats = server.stats()
             >>> stats["applied"], stats["dropped_stale"], stats["bytes_per_shard"]
             (0, 0, [48, 32])
-            >>> server.kill()
         """
-        timeout = _check_timeout(timeout)
-        per_shard: list[dict[str, Any]] = ray.get(
-            [actor.stats.remote() for actor in self._actors], timeout=timeout
-        )
-        lead = per_shard[0]
-        versions = [s["version"] for s in per_shard]
-        return {
-            "applied": min(versions),
-            "dropped_stale": lead["dropped_stale"],
-            "shards": len(per_shard),
-            "bytes_per_shard": [s["bytes"] for s in per_shard],
-            "elements_per_shard": [s["elements"] for s in per_shard],
-            "versions": versions,
-            "optimizer": lead["optimizer"],
-            "learning_rate": lead["learning_rate"],
-            "max_staleness": lead["max_staleness"],
-            "restored_versions": [s["restored_version"] for s in per_shard],
-            "checkpoint_versions": [s["checkpoint_version"] for s in per_shard],
-        }
-
-    def checkpoint(self, *, timeout: float | None = None) -> list[int | None]:
-        """Write a checkpoint of every shard now (before a planned stop, say).
-
-        Args:
-            timeout: Seconds to wait (None waits forever).
-
-        Returns:
-            The version written per shard (None entries without a store).
-        """
-        timeout = _check_timeout(timeout)
-        return ray.get([actor.checkpoint.remote() for actor in self._actors], timeout=timeout)
-
-    def pids(self, *, timeout: float | None = None) -> list[int]:
-        """Return the process id of each shard actor, shard 0 first (for fault demos).
-
-        Args:
-            timeout: Seconds to wait (None waits forever).
-        """
-        timeout = _check_timeout(timeout)
-        return ray.get([actor.pid.remote() for actor in self._actors], timeout=timeout)
-
-    def kill(self) -> None:
-        """Terminate every shard actor for good (checkpoints stay in the store)."""
-        for actor in self._actors:
-            with contextlib.suppress(Exception):
-                ray.kill(actor, no_restart=True)
+        return super().stats(timeout=timeout)

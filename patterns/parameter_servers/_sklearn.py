@@ -7,7 +7,6 @@ the actor processes (which import `patterns` to run a shard or a worker) never d
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -16,19 +15,29 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-from patterns._checkpointer import check_store
-from patterns._checks import check_choice, check_int, check_number
+from patterns._calls import DEFAULT_TIMEOUT_S, check_timeout
+from patterns._checkpointer import check_store, member_key
+from patterns._checks import check_choice, check_int, check_number, check_positive_float
+from patterns._sharded import shard_member
+from patterns.parameter_servers._history import TrainingHistory
+from patterns.parameter_servers._loop import MODES, train
+from patterns.parameter_servers._models import SoftmaxRegression
 from patterns.parameter_servers._server import ParameterServer
 from patterns.parameter_servers._state import OPTIMIZERS
-from patterns.parameter_servers._training import (
-    MODES,
-    GradientWorker,
-    SoftmaxRegression,
-    TrainingHistory,
-    train,
-)
+from patterns.parameter_servers._worker import GradientWorker
 
 __all__ = ["ParameterServerClassifier"]
+
+
+def _close_all(facades: list[Any]) -> list[Exception]:
+    """Close every facade (each one, whatever the others do); the errors, in order."""
+    errors = []
+    for facade in facades:
+        try:
+            facade.close()
+        except Exception as error:
+            errors.append(error)
+    return errors
 
 
 def _check_same_length(X: Any, y: Any) -> None:
@@ -46,10 +55,12 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
     """A scikit-learn classifier (softmax regression) trained on Ray through a parameter server.
 
     ``fit(X, y)`` splits the rows over ``n_workers`` `GradientWorker` actors, keeps the
-    weights of a `SoftmaxRegression` in a `ParameterServer` with ``shards`` shards,
+    weights of a `SoftmaxRegression` in a `ParameterServer` with ``n_shards`` shards,
     runs `train` in ``mode``, copies the learned weights into ``coef_`` and
-    ``intercept_``, and kills every actor it made (also when fitting fails). It trains
-    on the Ray cluster this process is connected to.
+    ``intercept_``, and closes every actor it made, waiting until Ray reports them
+    dead (also when fitting fails). It trains on the Ray cluster this process is
+    connected to. Every wait inside is bounded by ``timeout``, and the whole fit by
+    ``budget_s`` when it is given (see `train`).
 
     A scikit-learn estimator like any other: hyperparameters are stored by
     ``__init__`` as given and checked by ``fit``; ``get_params``, ``set_params``,
@@ -59,7 +70,7 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
 
     Args:
         n_workers: Gradient workers (each gets about ``1 / n_workers`` of the rows).
-        shards: Server shards.
+        n_shards: Server shards.
         mode: ``"sync"``, ``"async"`` or ``"ssp"`` (see `train`).
         staleness: The bound of ``mode="ssp"`` (ignored by the other modes).
         optimizer: ``"sgd"``, ``"momentum"`` or ``"adam"``.
@@ -70,6 +81,10 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
         random_state: Seeds the row split, the initial weights and the minibatches.
         store: A checkpoint store for the server's shards (see `ParameterServer`);
             its snapshots are deleted after the fit when the store has ``delete``.
+        timeout: Seconds any one wait of the fit may take (a worker's gradients, a
+            pull, a push; see `train`); None: no bound.
+        budget_s: Seconds the whole training may take, actors' start included (None:
+            no overall bound).
 
     Attributes:
         classes_: The class labels, in the order of the columns of `predict_proba`.
@@ -93,7 +108,7 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
         self,
         *,
         n_workers: int = 2,
-        shards: int = 1,
+        n_shards: int = 1,
         mode: str = "sync",
         staleness: int = 2,
         optimizer: str = "sgd",
@@ -103,9 +118,11 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
         l2: float = 0.0,
         random_state: int | np.random.RandomState | None = None,
         store: Any = None,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+        budget_s: float | None = None,
     ) -> None:
         self.n_workers = n_workers
-        self.shards = shards
+        self.n_shards = n_shards
         self.mode = mode
         self.staleness = staleness
         self.optimizer = optimizer
@@ -115,10 +132,12 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
         self.l2 = l2
         self.random_state = random_state
         self.store = store
+        self.timeout = timeout
+        self.budget_s = budget_s
 
     def _check_hyperparameters(self, n_samples: int) -> None:
         check_int("n_workers", self.n_workers, minimum=1, maximum=n_samples)
-        check_int("shards", self.shards, minimum=1)
+        check_int("n_shards", self.n_shards, minimum=1)
         check_choice("mode", self.mode, MODES)
         check_int("staleness", self.staleness, minimum=0)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -128,9 +147,12 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
             check_int("batch_size", self.batch_size, minimum=1)
         check_number("l2", self.l2, minimum=0.0)
         check_store(self.store)
+        check_timeout(self.timeout)
+        if self.budget_s is not None:
+            check_positive_float("budget_s", self.budget_s)
 
     def fit(self, X: Any, y: Any) -> ParameterServerClassifier:
-        """Train on ``(X, y)`` on the connected Ray cluster; every actor is gone after.
+        """Train on ``(X, y)`` on the connected Ray cluster; every actor is stopped after.
 
         Args:
             X: Features, ``n_samples x n_features`` (numeric, finite).
@@ -145,6 +167,10 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
                 ``X`` and ``y`` differ in length, or they are not a valid
                 classification problem. Raised before any actor starts.
             RuntimeError: If this process is not connected to a Ray cluster.
+            patterns.errors.PatternError: If training failed on the cluster: the budget
+                ran out or a shard did not answer in time
+                (`patterns.errors.CallTimeoutError`), a worker kept failing, ... (see
+                `train`).
         """
         _check_same_length(X, y)
         X, y = validate_data(self, X, y, dtype=np.float64)
@@ -166,34 +192,46 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
         model = SoftmaxRegression(X.shape[1], len(classes), l2=self.l2, seed=seed)
         server: ParameterServer | None = None
         workers: list[GradientWorker] = []
+        timeout = self.timeout
         try:
             server = ParameterServer(
                 model.init_params(),
-                shards=self.shards,
+                n_shards=self.n_shards,
                 optimizer=self.optimizer,
                 learning_rate=self.learning_rate,
                 store=self.store,
+                timeout=timeout,
             )
-            workers = [
-                GradientWorker(
-                    model, X[rows], encoded[rows], batch_size=self.batch_size, seed=seed + i
+            for i, rows in enumerate(parts):  # one by one: each is closed if a later one fails
+                workers.append(
+                    GradientWorker(
+                        model,
+                        X[rows],
+                        encoded[rows],
+                        batch_size=self.batch_size,
+                        seed=seed + i,
+                        timeout=timeout,
+                    )
                 )
-                for i, rows in enumerate(parts)
-            ]
             history = train(
                 server,
                 workers,
                 mode=self.mode,
                 steps=self.steps,
                 staleness=self.staleness if self.mode == "ssp" else None,
+                budget_s=self.budget_s,
             )
             params = server.pull()
-        finally:
-            for worker in workers:
-                worker.kill()
+        except BaseException:
+            # Every actor is closed; the fit's own error is the one raised.
+            _close_all([*workers, *([server] if server is not None else [])])
             if server is not None:
-                server.kill()
                 self._forget_checkpoints(server)
+            raise
+        errors = _close_all([*workers, server])
+        self._forget_checkpoints(server)
+        if errors:
+            raise errors[0]
         self.classes_ = classes
         self.coef_ = np.ascontiguousarray(params["W"].T)
         self.intercept_ = params["b"].copy()
@@ -204,9 +242,11 @@ class ParameterServerClassifier(ClassifierMixin, BaseEstimator):  # type: ignore
         delete = getattr(self.store, "delete", None)
         if server.key is None or not callable(delete):
             return
-        for index in range(server.shards):
-            with contextlib.suppress(Exception):
-                delete(f"{server.key}/shard-{index}-of-{server.shards}")
+        for index in range(server.n_shards):
+            try:
+                delete(member_key(server.key, shard_member(index, server.n_shards)))
+            except Exception:  # best effort: the fit's result does not depend on it
+                pass
 
     def decision_function(self, X: Any) -> np.ndarray:
         """The logits ``X @ coef_.T + intercept_``, one column per class."""

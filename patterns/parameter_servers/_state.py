@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from patterns._checks import check_choice, check_int, check_number, describe
+from patterns._checks import check_array, check_choice, check_int, check_number, describe
 from patterns._requests import RequestLog
 
 __all__ = [
@@ -57,16 +57,14 @@ RECENT_DROPS = 4096
 
 
 def _numeric(name: str, value: object) -> np.ndarray:
-    """``value`` as an ndarray of a real numeric dtype (bool refused), or a TypeError."""
-    try:
-        array = np.asarray(value)
-    except Exception as exc:  # ragged nested lists and the like
-        msg = f"{name} must be a numeric array, got {describe(value)}"
-        raise TypeError(msg) from exc
-    if array.dtype.kind not in "iuf":
-        msg = f"{name} must be a numeric array (int or float), got dtype {array.dtype}"
-        raise TypeError(msg)
-    return array
+    """``value`` as an ndarray of its own real dtype, under the library's one rule for arrays.
+
+    `patterns._checks.check_array` decides what is refused (bool, str, object and complex
+    dtypes are a TypeError, a ragged nested list a ValueError); the array keeps its dtype
+    here (float32 stays float32), and finiteness is checked by the caller.
+    """
+    check_array(name, value, finite=False)
+    return value if isinstance(value, np.ndarray) else np.asarray(value)
 
 
 def check_params(params: object) -> dict[str, np.ndarray]:
@@ -239,8 +237,8 @@ def _cut(name: str, shape: tuple[int, ...], start: int, stop: int, k: int) -> li
     return [Piece(name, bounds[i], bounds[i + 1]) for i in range(k)]
 
 
-def plan_shards(shapes: Mapping[str, tuple[int, ...]], shards: int) -> list[list[Piece]]:
-    """Spread the arrays over ``shards`` shards, balanced by size; one list of pieces each.
+def plan_shards(shapes: Mapping[str, tuple[int, ...]], n_shards: int) -> list[list[Piece]]:
+    """Spread the arrays over ``n_shards`` shards, balanced by size; one list of pieces each.
 
     Every array larger than the fair share (total elements / shards, rounded up) is cut
     into row ranges of about that size; if there are still fewer pieces than shards
@@ -252,13 +250,13 @@ def plan_shards(shapes: Mapping[str, tuple[int, ...]], shards: int) -> list[list
 
     Args:
         shapes: Array name -> shape, in a fixed order.
-        shards: How many shards (1 to the total number of elements).
+        n_shards: How many shards (1 to the total number of elements).
 
     Returns:
         For each shard, its pieces in array order.
 
     Raises:
-        ValueError: If ``shards`` exceeds the number of elements.
+        ValueError: If ``n_shards`` exceeds the number of elements.
 
     Examples:
         >>> plan_shards({"W": (6, 2)}, 3)  # one matrix still shards: two rows each
@@ -269,21 +267,24 @@ def plan_shards(shapes: Mapping[str, tuple[int, ...]], shards: int) -> list[list
     """
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
     total = sum(sizes.values())
-    if shards > total:
-        msg = f"'shards' must be an int <= {total} (the number of parameter elements), got {shards}"
+    if n_shards > total:
+        msg = (
+            f"'n_shards' must be an int <= {total} (the number of parameter elements), "
+            f"got {n_shards}"
+        )
         raise ValueError(msg)
-    fair = -(-total // shards)
+    fair = -(-total // n_shards)
     pieces: list[Piece] = []
     for name, shape in shapes.items():
         size = sizes[name]
         pieces += _cut(name, shape, 0, size, min(size, -(-size // fair)))
-    while len(pieces) < shards:
+    while len(pieces) < n_shards:
         biggest = max(range(len(pieces)), key=lambda i: pieces[i].size)
         piece = pieces.pop(biggest)
         pieces[biggest:biggest] = _cut(piece.name, shapes[piece.name], piece.start, piece.stop, 2)
     order = {name: i for i, name in enumerate(shapes)}
-    plan: list[list[Piece]] = [[] for _ in range(shards)]
-    loads = [0] * shards
+    plan: list[list[Piece]] = [[] for _ in range(n_shards)]
+    loads = [0] * n_shards
     for piece in sorted(pieces, key=lambda p: -p.size):  # stable: ties keep array order
         target = loads.index(min(loads))
         plan[target].append(piece)
@@ -305,7 +306,7 @@ class Layout:
 
     Examples:
         >>> params = {"W": np.arange(6.0).reshape(3, 2), "b": np.zeros(2)}
-        >>> layout = Layout.plan(params, shards=2)
+        >>> layout = Layout.plan(params, n_shards=2)
         >>> parts = layout.split(params)
         >>> [sorted(p.name for p in part) for part in parts]
         [['W', 'b'], ['W']]
@@ -318,11 +319,11 @@ class Layout:
     shards: list[list[Piece]]
 
     @classmethod
-    def plan(cls, params: Mapping[str, np.ndarray], shards: int) -> Layout:
-        """The layout of checked ``params`` over ``shards`` shards (see `plan_shards`)."""
+    def plan(cls, params: Mapping[str, np.ndarray], n_shards: int) -> Layout:
+        """The layout of checked ``params`` over ``n_shards`` shards (see `plan_shards`)."""
         shapes = {name: tuple(array.shape) for name, array in params.items()}
         dtypes = {name: array.dtype for name, array in params.items()}
-        return cls(shapes, dtypes, plan_shards(shapes, shards))
+        return cls(shapes, dtypes, plan_shards(shapes, n_shards))
 
     @property
     def elements(self) -> list[int]:
