@@ -9,18 +9,18 @@ family:
   created;
 - left out there too, `DEFAULT_TIMEOUT_S` (60 s).
 
-`get` waits for replies and raises the library's errors (`patterns._errors`): a reply
+`get` waits for replies and raises the library's errors (`patterns.errors`): a reply
 that does not come in time is a `CallTimeoutError`, a call that died with its actor an
 `ActorLostError`, an exception inside the actor a `RemoteCallError`, each naming the
 actor and the method.
 
 `stop_actors` is the one way the library stops actors: ``ray.kill`` (a request, not a
-wait) and then `wait_until_dead`, so that when a facade's ``close()`` returns Ray
-reports every actor dead. Ray marks an actor dead before its process has exited (about
-50 ms later, seconds for a process that is stopped or stuck); ``until_exited=True``
-also waits for the processes (`wait_until_exited`), for a caller that starts a
-replacement and must not run beside the old process. `crash_actors` is the crash
-simulation used by ``kill()``.
+wait), then `wait_until_dead` and `wait_until_exited`, so that when a facade's
+``close()`` returns Ray reports every actor dead *and* their processes are gone (Ray
+marks an actor dead before its process has exited: about 50 ms earlier, seconds earlier
+for a process that is stopped or stuck, which the raylet must kill). A replacement then
+never runs beside the old process, and nothing a closed facade started holds memory or
+CPU. `crash_actors` is the crash simulation used by ``kill()``.
 """
 
 from __future__ import annotations
@@ -295,36 +295,56 @@ def _running_on_node(node_id: str, pids: list[int]) -> Any:
     return _probe.options(scheduling_strategy=strategy).remote(pids)
 
 
-def wait_until_exited(
-    processes: Sequence[tuple[str, int]], *, timeout: float | None
-) -> list[tuple[str, int]]:
-    """Wait until each ``(node id, pid)`` process has exited; return those running at ``timeout``.
+def _running_here(pids: list[int]) -> list[int]:
+    import psutil
 
-    Each node is asked by a small task pinned to it (a pid means something only on its
-    own machine). A node that is gone, or cannot run the probe, counts as exited.
+    running = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.append(pid)
+        except psutil.Error:  # gone
+            pass
+    return running
+
+
+def wait_until_exited(
+    processes: Sequence[tuple[str, str, int]], *, timeout: float | None
+) -> list[tuple[str, str, int]]:
+    """Wait until each ``(node id, node IP, pid)`` has exited; return those left at ``timeout``.
+
+    A pid means something only on its own machine: processes on this machine's address
+    are checked here; on another host, a small task pinned to the node asks. A node that
+    is gone, or cannot run the probe, counts as exited.
     """
     import ray
 
+    here = ray.util.get_node_ip_address()
     running = list(processes)
     deadline = None if timeout is None else time.monotonic() + timeout
     while running:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        nodes: dict[str, list[int]] = {}
-        for node, pid in running:
-            nodes.setdefault(node, []).append(pid)
-        probes = {_running_on_node(node, pids): node for node, pids in nodes.items()}
-        # Asked at least once, even with no time left (a process that is gone is gone).
-        wait_s = 5.0 if left is None else min(5.0, max(left, 1.0))
-        done, _ = ray.wait(list(probes), num_returns=len(probes), timeout=wait_s)
-        still = []
-        for ref, node in probes.items():
-            if ref not in done:
-                still += [(node, pid) for pid in nodes[node]]  # no answer yet: ask again
-                continue
-            try:
-                still += [(node, pid) for pid in ray.get(ref)]
-            except Exception:
-                pass  # the node is gone (or cannot run the probe): nothing runs there for us
+        local = [pid for _, ip, pid in running if ip == here]
+        still = [p for p in running if p[1] == here and p[2] in _running_here(local)]
+        remote: dict[tuple[str, str], list[int]] = {}
+        for node, ip, pid in running:
+            if ip != here:
+                remote.setdefault((node, ip), []).append(pid)
+        if remote:
+            probes = {
+                _running_on_node(node, pids): (node, ip) for (node, ip), pids in remote.items()
+            }
+            # Asked at least once, even with no time left (a process that is gone is gone).
+            wait_s = 5.0 if left is None else min(5.0, max(left, 1.0))
+            done, _ = ray.wait(list(probes), num_returns=len(probes), timeout=wait_s)
+            for ref, (node, ip) in probes.items():
+                if ref not in done:
+                    still += [(node, ip, pid) for pid in remote[(node, ip)]]  # ask again
+                    continue
+                try:
+                    still += [(node, ip, pid) for pid in ray.get(ref)]
+                except Exception:
+                    pass  # the node is gone (or cannot run the probe): nothing runs there
         running = still
         if running and deadline is not None and time.monotonic() >= deadline:
             return running
@@ -338,17 +358,18 @@ def stop_actors(
     *,
     timeout: float | None = STOP_TIMEOUT_S,
     who: str = "actors",
-    until_exited: bool = False,
+    until_exited: bool = True,
 ) -> None:
-    """Stop ``actors`` for good (no restart) and wait until Ray reports them dead.
+    """Stop ``actors`` for good (no restart); wait until Ray reports them dead and they exited.
 
     Args:
         actors: The handles.
         timeout: Seconds for the whole stop (None: no bound).
         who: The facade, as `target` names it (for the message).
-        until_exited: Also wait until the actors' processes have exited (Ray reports an
-            actor dead before its process is gone: ~50 ms, or until the raylet kills a
-            process that does not answer, seconds when it is stopped or stuck).
+        until_exited: Also wait until the actors' processes have exited (the default:
+            Ray reports an actor dead before its process is gone, ~50 ms earlier, or
+            seconds earlier when the process is stopped or stuck and the raylet has to
+            kill it).
 
     Raises:
         CallTimeoutError: Some actor was still reported alive (or, with
@@ -380,7 +401,7 @@ def stop_actors(
     if running:
         raise CallTimeoutError(
             f"{who}: stopped {len(actors)} actor(s), but {len(running)} process(es) "
-            f"(pid {', '.join(str(pid) for _, pid in running)}) still ran after "
+            f"(pid {', '.join(str(pid) for _, _, pid in running)}) still ran after "
             f"{_seconds(timeout)}"
         )
 

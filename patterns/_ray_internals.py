@@ -119,8 +119,8 @@ def actor_states(ids: set[str]) -> dict[str, str]:
     return {actor_id: str(table[actor_id]["State"]) for actor_id in ids if actor_id in table}
 
 
-def actor_processes(handles: list[Any]) -> list[tuple[str, int]]:
-    """The node id (hex) and process id of the process each actor runs in now.
+def actor_processes(handles: list[Any]) -> list[tuple[str, str, int]]:
+    """The node id (hex), the node's IP address and the process id of each actor's process.
 
     Actors whose process has not started yet (pending creation) are left out.
 
@@ -135,7 +135,8 @@ def actor_processes(handles: list[Any]) -> list[tuple[str, int]]:
     for handle in handles:
         info: dict[str, Any] = state.actors(actor_id=actor_id_hex(handle))
         pid = int(info.get("Pid") or 0)
-        node = (info.get("Address") or {}).get("NodeID")
+        address = info.get("Address") or {}
+        node = address.get("NodeID")
         if pid > 0 and node:
-            found.append((str(node), pid))
+            found.append((str(node), str(address.get("IPAddress") or ""), pid))
     return found

@@ -355,7 +355,7 @@ class GradientWorker(ActorFacade):
                 "a copy or attached: it does not own the actor)"
             )
             raise PatternError(msg)
-        stop_actors([self._actor], timeout=seconds, who=self._who, until_exited=True)
+        stop_actors([self._actor], timeout=seconds, who=self._who)
         self._actor = self._start_actor(self._model, self._data, self._config, self._options)
         self._facade_actors = [self._actor]
         self.replacements += 1
