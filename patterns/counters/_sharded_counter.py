@@ -49,7 +49,6 @@ def _shard_stats(client: dict[str, Any], *shards: dict[str, Any]) -> dict[str, A
         "value": sum(shard["value"] for shard in shards),
         "shard_values": [shard["value"] for shard in shards],
         "checkpoint_versions": [shard["checkpoint_version"] for shard in shards],
-        "clients": max(shard["clients"] for shard in shards),
     }
 
 
