@@ -138,7 +138,7 @@ def test_bench_counter_increment(benchmark: Any, bare_actor: Any) -> None:
         facade_overhead_pct=(facade["median"] / bare["median"] - 1) * 100,
         facade_overhead_pct_of_minimums=(facade["min"] / bare["min"] - 1) * 100,
     )
-    counter.kill()
+    counter.close()
 
 
 # --- naive vs sharded + batched ----------------------------------------------------------
@@ -160,22 +160,22 @@ def test_bench_naive_increments(benchmark: Any, ray_cluster: dict) -> None:
     benchmark.group = "counters: increments/s, one client"
     result = benchmark.pedantic(_counter_calls(counter), args=(calls,), rounds=5, warmup_rounds=1)
     assert result == calls
-    counter.kill()
+    counter.close()
 
 
 def test_bench_sharded_per_call(benchmark: Any, ray_cluster: dict) -> None:
     calls = 5 if _smoke(benchmark) else 300
-    counter = ShardedCounter(4)
+    counter = ShardedCounter(n_shards=4)
     benchmark.group = "counters: increments/s, one client"
     result = benchmark.pedantic(_sharded_calls(counter), args=(calls,), rounds=5, warmup_rounds=1)
     assert result == calls
-    counter.kill()
+    counter.close()
 
 
 def test_bench_sharded_batched(benchmark: Any, ray_cluster: dict) -> None:
     smoke = _smoke(benchmark)
     calls = 50 if smoke else 200_000
-    counter = ShardedCounter(4, batch_size=10_000)
+    counter = ShardedCounter(n_shards=4, batch_size=10_000)
     benchmark.group = "counters: increments/s, one client"
     result = benchmark.pedantic(_sharded_calls(counter), args=(calls,), rounds=5, warmup_rounds=1)
     assert result == calls
@@ -195,8 +195,8 @@ def test_bench_sharded_batched(benchmark: Any, ray_cluster: dict) -> None:
         batched_increments_per_s=1e6 / measured["batched"]["median"],
         batching_speedup_x=measured["naive"]["median"] / measured["batched"]["median"],
     )
-    naive.kill()
-    counter.kill()
+    naive.close()
+    counter.close()
 
 
 # --- checkpoint cost ---------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_bench_checkpoint_cost(
     )
     if every == 1:  # every acknowledged increment is in the store
         assert store.load(counter.key).state["value"] == counter.value()
-    counter.kill()
-    plain.kill()
+    counter.close()
+    plain.close()
     if isinstance(store, RayKVStore):
         store.delete(counter.key)

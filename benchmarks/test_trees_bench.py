@@ -223,11 +223,11 @@ def _supervised_round(sup: Supervisor, phases: dict[str, list[float]]) -> int:
 
 def _ray_round(counter: Counter, phases: dict[str, list[float]]) -> int:
     total = counter.increment(timeout=TIMEOUT)  # checkpointed before it returns
-    pid = counter.pid(timeout=TIMEOUT)
+    (pid,) = counter.pids(timeout=TIMEOUT)
     start = time.time()
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + TIMEOUT
-    while counter.pid(timeout=TIMEOUT) == pid:  # calls are retried until the actor is back
+    while counter.pids(timeout=TIMEOUT) == [pid]:  # calls are retried until the actor is back
         assert time.monotonic() < deadline
         time.sleep(0.01)
     restored = counter.value(timeout=TIMEOUT)
@@ -250,7 +250,7 @@ def test_bench_sigkill_to_answering(benchmark: Any, supervised: Supervisor, tmp_
         for _ in range(rounds):
             _ray_round(counter, ray_phases)
     finally:
-        counter.kill()
+        counter.close()
     med = {k: statistics.median(v) for k, v in sup_phases.items()}
     ray_s = statistics.median(ray_phases["total_s"])
     _report(

@@ -55,15 +55,14 @@ def bare_actor() -> int:
     return total
 
 
-def facade() -> Counter:
+def facade() -> None:
     # --8<-- [start:increment]
-    counter = Counter()  # starts one actor, returns a typed handle to it
-    counter.increment()
-    counter.increment()
-    assert counter.value() == 2
-    assert counter.increment(5) == 7  # increment returns the new value
+    with Counter() as counter:  # starts one actor; the end of the block stops it
+        counter.increment()
+        counter.increment()
+        assert counter.value() == 2
+        assert counter.increment(5) == 7  # increment returns the new value
     # --8<-- [end:increment]
-    return counter
 
 
 # --8<-- [start:shared]
@@ -75,9 +74,9 @@ def record_hits(counter: Counter, hits: int) -> None:
 
 
 def count_with_an_actor() -> int:
-    counter = Counter()
-    ray.get([record_hits.remote(counter, 50) for _ in range(20)], timeout=TIMEOUT)
-    return counter.value()  # readable at any moment, not only at the end
+    with Counter() as counter:
+        ray.get([record_hits.remote(counter, 50) for _ in range(20)], timeout=TIMEOUT)
+        return counter.value()  # readable at any moment, not only at the end
 
 
 # --8<-- [end:shared]
@@ -85,13 +84,15 @@ def count_with_an_actor() -> int:
 
 def named() -> None:
     # --8<-- [start:named]
-    options = {"name": "page-views", "get_if_exists": True}
-    first = Counter(actor_options=options)  # creates the actor "page-views"
-    again = Counter(actor_options=options)  # finds it: same actor, no race
+    get_or_create = {"get_if_exists": True}
+    first = Counter(name="page-views", actor_options=get_or_create)  # creates "page-views"
+    again = Counter(name="page-views", actor_options=get_or_create)  # finds it: no race
     first.increment(3)
     assert again.value() == 3
-    assert Counter.attach("page-views").value() == 3  # attach by name only
-    first.kill()  # named actors outlive their handles' scope: end it explicitly
+    assert first.owned and not again.owned  # only the creator stops the actor on close()
+    with Counter.attach("page-views") as attached:  # by name only; releases it on close()
+        assert attached.value() == 3
+    first.close()  # the owner stops the actor and waits until Ray reports it dead
     # --8<-- [end:named]
 
 

@@ -10,7 +10,7 @@ import uuid
 
 import ray
 
-from patterns import Counter, RayKVStore
+from patterns import Counter, PatternError, RayKVStore
 
 TIMEOUT = 120
 
@@ -18,15 +18,14 @@ TIMEOUT = 120
 # --8<-- [start:wait]
 def crash_and_wait(counter: Counter, timeout: float = TIMEOUT) -> None:
     """Kill the actor's process the hard way and wait until Ray has restarted it."""
-    old_pid = counter.pid(timeout=timeout)
-    # Like SIGKILL: no clean-up runs. no_restart=False lets Ray restart the actor.
-    ray.kill(counter.actor, no_restart=False)
+    (old_pid,) = counter.pids(timeout=timeout)
+    counter.kill()  # the crash simulation: like SIGKILL, no clean-up runs; Ray restarts it
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if counter.pid(timeout=timeout) != old_pid:
+            if counter.pids(timeout=timeout) != [old_pid]:
                 return  # a new process runs the actor
-        except ray.exceptions.RayActorError:
+        except PatternError:
             pass  # the call raced with the crash; ask again
         time.sleep(0.1)
     raise TimeoutError(f"the actor was not restarted within {timeout} s")
@@ -49,20 +48,19 @@ def survive() -> None:
 
     assert counter.value() == 150  # nothing lost, nothing counted twice
     # --8<-- [end:survive]
-    counter.kill()
+    counter.close()  # stops the actor; its checkpoints stay in the store
     store.delete(key)
 
 
 def failure() -> None:
     # --8<-- [start:failure]
-    options = {"max_restarts": 1, "max_task_retries": -1}  # restartable, but no store
-    counter = Counter(actor_options=options)
-    for _ in range(100):
-        counter.increment()
-    crash_and_wait(counter)
-    assert counter.value() == 0  # the restarted actor began again from `start`
+    options = {"max_restarts": 1, "max_task_retries": 3}  # restartable, but no store
+    with Counter(actor_options=options) as counter:
+        for _ in range(100):
+            counter.increment()
+        crash_and_wait(counter)
+        assert counter.value() == 0  # the restarted actor began again from `start`
     # --8<-- [end:failure]
-    counter.kill()
 
 
 def main() -> None:

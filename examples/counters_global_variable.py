@@ -36,14 +36,13 @@ def main() -> None:
     # --8<-- [end:global_fails]
 
     # --8<-- [start:global_fixed]
-    hits = Counter()
-
     @ray.remote(num_cpus=0.5)
     def record_hit_in(counter: Counter) -> None:
         counter.increment()  # one shared count, in one actor
 
-    ray.get([record_hit_in.remote(hits) for _ in range(100)], timeout=TIMEOUT)
-    assert hits.value() == 100  # right, whatever processes ran the tasks
+    with Counter() as hits:
+        ray.get([record_hit_in.remote(hits) for _ in range(100)], timeout=TIMEOUT)
+        assert hits.value() == 100  # right, whatever processes ran the tasks
     # --8<-- [end:global_fixed]
 
 

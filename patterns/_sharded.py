@@ -28,7 +28,7 @@ from patterns._checkpointer import member_key
 from patterns._facade import ActorFacade, gather
 from patterns._requests import RequestIds
 
-__all__ = ["ShardedFacade", "shard_member"]
+__all__ = ["ShardedFacade", "live_shard_count", "shard_member"]
 
 
 def shard_member(index: int, n_shards: int) -> str:
@@ -43,6 +43,24 @@ def shard_member(index: int, n_shards: int) -> str:
 
 def _shard_pattern(name: str) -> re.Pattern[str]:
     return re.compile(re.escape(name) + r"/shard-0-of-(\d+)")
+
+
+def live_shard_count(name: str, namespace: str | None) -> int | None:
+    """How many shards the live sharded facade ``name`` has (None: there is none).
+
+    For a facade that joins named shards (``get_if_exists``): its shard names count the
+    shards, so asking for another count would silently start a second set of actors.
+    ``namespace`` None means the job's, where such a facade creates its shards.
+    """
+    import ray
+
+    space = namespace if namespace is not None else ray.get_runtime_context().namespace
+    pattern = _shard_pattern(name)
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        match = pattern.fullmatch(entry["name"])
+        if match and entry["namespace"] == space:
+            return int(match.group(1))
+    return None
 
 
 class ShardedFacade(ActorFacade):

@@ -36,6 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from patterns._checks import check_int, check_name, describe
+from patterns.errors import PatternError
 
 __all__ = ["Checkpoint", "CheckpointStore", "DirectoryStore", "RayKVStore"]
 
@@ -348,7 +349,7 @@ class DirectoryStore:
             directory.rmdir()
 
 
-def _internal_kv() -> Any:
+def _internal_kv(store: RayKVStore, method: str) -> Any:
     # Ray has no public key-value API. ray.experimental.internal_kv is the GCS
     # key-value store that Ray's own libraries (Serve, Tune, the job manager) keep
     # their metadata in: it is reachable from every node and lives in the head's GCS,
@@ -357,8 +358,8 @@ def _internal_kv() -> Any:
     from ray.experimental import internal_kv
 
     if not internal_kv._internal_kv_initialized():
-        msg = "RayKVStore needs a connected Ray cluster: call ray.init() first"
-        raise RuntimeError(msg)
+        msg = f"{store!r}: {method} needs a connected Ray cluster: call ray.init() first"
+        raise PatternError(msg)
     return internal_kv
 
 
@@ -433,7 +434,7 @@ class RayKVStore:
         Raises:
             TypeError: If ``key`` is not a str or ``version`` not an int.
             ValueError: If ``key`` is empty or ``version`` negative.
-            RuntimeError: If Ray is not connected.
+            PatternError: If Ray is not connected.
 
         Examples:
             >>> import uuid
@@ -446,7 +447,7 @@ class RayKVStore:
         prefix = self._prefix(key)
         check_int("version", version, minimum=0)
         blob = _encode(state)
-        kv = _internal_kv()
+        kv = _internal_kv(self, "save")
         name = f"{prefix}{version:0{_VERSION_DIGITS}d}"
         kv._internal_kv_put(name, blob, overwrite=True, namespace=self._namespace)
         for old in sorted(self._versions(kv, prefix))[: -self._keep]:
@@ -464,14 +465,14 @@ class RayKVStore:
         Raises:
             TypeError: If ``key`` is not a str.
             ValueError: If ``key`` is empty.
-            RuntimeError: If Ray is not connected.
+            PatternError: If Ray is not connected.
 
         Examples:
             >>> RayKVStore(namespace="doctest-empty").load("nothing-yet") is None
             True
         """
         prefix = self._prefix(key)
-        kv = _internal_kv()
+        kv = _internal_kv(self, "load")
 
         def read(version: int) -> bytes | None:
             name = f"{prefix}{version:0{_VERSION_DIGITS}d}"
@@ -493,7 +494,7 @@ class RayKVStore:
             >>> RayKVStore(namespace="doctest-empty").versions("hits")
             []
         """
-        return sorted(self._versions(_internal_kv(), self._prefix(key)))
+        return sorted(self._versions(_internal_kv(self, "versions"), self._prefix(key)))
 
     def delete(self, key: str) -> None:
         """Remove every snapshot of ``key`` (no error if there is none).
@@ -505,4 +506,5 @@ class RayKVStore:
             >>> RayKVStore(namespace="doctest-empty").delete("hits")
         """
         prefix = self._prefix(key)
-        _internal_kv()._internal_kv_del(prefix, del_by_prefix=True, namespace=self._namespace)
+        kv = _internal_kv(self, "delete")
+        kv._internal_kv_del(prefix, del_by_prefix=True, namespace=self._namespace)

@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pytest
 
 from patterns._batching import FUTURE_WAITER, ClientBatcher
+from patterns.errors import CallTimeoutError, FacadeClosedError
 
 TIMEOUT = 10.0
 
@@ -49,9 +50,9 @@ class Receiver:
 
 
 def _batcher(receiver: Receiver, **kwargs: object) -> ClientBatcher[int]:
-    options: dict = {"batch_size": None, "flush_interval": None, "max_pending": 4}
+    options: dict = {"batch_size": None, "flush_interval_s": None, "max_pending": 4}
     options.update(kwargs)
-    return ClientBatcher(receiver.send, waiter=FUTURE_WAITER, name="TestFacade", **options)
+    return ClientBatcher(receiver.send, waiter=FUTURE_WAITER, who="TestFacade", **options)
 
 
 def test_sends_full_batches_and_keeps_the_rest_until_flush() -> None:
@@ -68,7 +69,7 @@ def test_sends_full_batches_and_keeps_the_rest_until_flush() -> None:
 
 def test_timer_sends_an_old_buffer_and_stops_on_close() -> None:
     receiver = Receiver()
-    batcher = _batcher(receiver, flush_interval=0.05)
+    batcher = _batcher(receiver, flush_interval_s=0.05)
     batcher.add(1)
     batcher.add(2)
     deadline = time.monotonic() + TIMEOUT
@@ -113,7 +114,7 @@ def test_a_timer_send_error_is_raised_by_the_next_call() -> None:
         raise ConnectionError("actor unreachable")
 
     batcher = ClientBatcher(
-        broken_send, batch_size=None, flush_interval=0.02, max_pending=2, waiter=FUTURE_WAITER
+        broken_send, batch_size=None, flush_interval_s=0.02, max_pending=2, waiter=FUTURE_WAITER
     )
     batcher.add(1)
     deadline = time.monotonic() + TIMEOUT
@@ -129,7 +130,7 @@ def test_flush_timeout_keeps_sends_pending() -> None:
     receiver = Receiver(delay_s=0.5)
     batcher = _batcher(receiver, batch_size=1)
     batcher.add(1)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(CallTimeoutError, match=r"TestFacade: flush got no reply within 0\.01 s"):
         batcher.flush(0.01)
     batcher.flush(TIMEOUT)  # the same send is waited for again
     assert receiver.applied() == [1]
@@ -141,21 +142,21 @@ def test_closed_batcher_refuses_items_and_discard_sends_nothing() -> None:
     batcher.add(1)
     batcher.close(TIMEOUT)
     batcher.close(TIMEOUT)  # idempotent
-    with pytest.raises(RuntimeError, match="this TestFacade is closed"):
+    with pytest.raises(FacadeClosedError, match=r"TestFacade: add called after close\(\)"):
         batcher.add(2)
     assert receiver.applied() == [1]
 
     dropped = _batcher(receiver, batch_size=10)
     dropped.add(5)
     dropped.discard()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(FacadeClosedError, match="after close"):
         dropped.add(6)
     assert receiver.applied() == [1]
 
 
 def test_concurrent_adders_lose_nothing() -> None:
     receiver = Receiver()
-    batcher = _batcher(receiver, batch_size=7, flush_interval=0.01)
+    batcher = _batcher(receiver, batch_size=7, flush_interval_s=0.01)
 
     def add_many(start: int) -> None:
         for item in range(start, start + 500):
@@ -168,3 +169,72 @@ def test_concurrent_adders_lose_nothing() -> None:
         thread.join(TIMEOUT)
     batcher.close(TIMEOUT)
     assert receiver.applied() == list(range(2000))
+
+
+def test_a_failed_send_the_timer_waited_for_is_raised_by_flush() -> None:
+    # The timer thread sends an old buffer and, with max_pending=1, waits for the
+    # previous send to make room. That previous send failed: flush() must say so, not
+    # return as if every item added before it was acknowledged.
+    receiver = Receiver(fail_on=1)
+    batcher = _batcher(receiver, flush_interval_s=0.02, max_pending=1)
+    batcher.add(1)  # refused by the receiver
+    _wait_until(lambda: batcher.buffered == 0)  # the timer sent [1]
+    batcher.add(2)
+    _wait_until(lambda: batcher.buffered == 0)  # the timer sent [2], waiting for [1]
+    with pytest.raises(ValueError, match="batch with 1 refused"):
+        batcher.flush(TIMEOUT)
+    batcher.flush(TIMEOUT)  # the error was raised once; [2] is still waited for
+    assert receiver.applied() == [2]
+    batcher.discard()
+
+
+def _wait_until(predicate, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_back_pressure_on_a_stuck_receiver_ends_with_call_timeout_error() -> None:
+    # The receiver is alive but never answers: a sender waiting for room must not wait
+    # forever. The bound is the batcher's timeout (a facade passes its own).
+    never: list[Future[None]] = []
+
+    def stuck_send(batch: list[int]) -> Future[None]:
+        never.append(Future())
+        return never[-1]
+
+    batcher = ClientBatcher(
+        stuck_send,
+        batch_size=1,
+        flush_interval_s=None,
+        max_pending=1,
+        waiter=FUTURE_WAITER,
+        who="TestFacade 'stuck'",
+        timeout=0.2,
+    )
+    outcome: list[BaseException | None] = []
+
+    def add_two() -> None:
+        try:
+            batcher.add(1)
+            batcher.add(2)  # two sends out, one allowed: waits for room
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=add_two, daemon=True)
+    worker.start()
+    worker.join(TIMEOUT)
+    try:
+        assert outcome, f"add() still waiting for room after {TIMEOUT} s"
+        assert isinstance(outcome[0], CallTimeoutError), outcome
+        assert str(outcome[0]).startswith("TestFacade 'stuck': add waited 0.2 s")
+        # The send is still pending, not dropped: flush waits for it (and times out too).
+        with pytest.raises(CallTimeoutError, match=r"no reply within 0\.1 s"):
+            batcher.flush(0.1)
+    finally:
+        for future in never:
+            future.set_result(None)
+    batcher.flush(TIMEOUT)
+    assert len(never) == 2

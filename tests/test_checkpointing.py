@@ -21,6 +21,7 @@ import pytest
 
 from patterns import Checkpoint, CheckpointStore, DirectoryStore, RayKVStore
 from patterns._checkpointer import Checkpointer, check_store
+from patterns.errors import PatternError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -307,12 +308,12 @@ def test_kv_store_round_trip_and_retention(ray_cluster: dict) -> None:
         store.save("hits", {"value": version}, version)
     assert store.versions("hits") == [3, 10]
     assert store.load("hits") == Checkpoint(10, {"value": 10})
-    store.save("hits/shard-0", "other", 1)
+    store.save("hits/shard-0-of-2", "other", 1)
     assert store.load("hits").version == 10  # a key is not a prefix of another's data
     store.delete("hits")
     assert store.load("hits") is None
-    assert store.load("hits/shard-0") == Checkpoint(1, "other")
-    store.delete("hits/shard-0")
+    assert store.load("hits/shard-0-of-2") == Checkpoint(1, "other")
+    store.delete("hits/shard-0-of-2")
 
 
 def test_kv_store_is_reachable_from_workers(ray_cluster: dict) -> None:
@@ -337,5 +338,7 @@ def test_kv_store_needs_a_connected_ray(monkeypatch) -> None:
     from ray.experimental import internal_kv
 
     monkeypatch.setattr(internal_kv, "_internal_kv_initialized", lambda: False)
-    with pytest.raises(RuntimeError, match="needs a connected Ray cluster"):
+    with pytest.raises(
+        PatternError, match=r"RayKVStore\(namespace=.*\): load needs a connected Ray"
+    ):
         RayKVStore().load("k")

@@ -5,7 +5,6 @@ Fault tests (killing actor processes) are in test_counters_faults.py.
 
 from __future__ import annotations
 
-import contextlib
 import pickle
 import time
 from collections.abc import Iterator
@@ -13,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from patterns import Counter, DirectoryStore, ShardedCounter, counters
+from patterns import Counter, DirectoryStore, ShardedCounter
+from patterns._ray_internals import actor_id_hex, actor_states
 from patterns._requests import RequestLog
-from patterns.counters import _CounterState
+from patterns.counters import _actor
+from patterns.counters._state import CounterState
+from patterns.errors import FacadeClosedError, PatternError
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
@@ -25,7 +27,7 @@ TIMEOUT = 120
 
 
 def test_state_increments_and_resets() -> None:
-    state = _CounterState(start=3)
+    state = CounterState(start=3)
     assert state.increment() == 4
     assert state.increment(6) == 10
     state.reset()
@@ -34,7 +36,7 @@ def test_state_increments_and_resets() -> None:
 
 
 def test_state_applies_each_request_once() -> None:
-    state = _CounterState()
+    state = CounterState()
     assert state.increment(1, (7, 1)) == 1
     assert state.increment(1, (7, 1)) == 1  # a retry of the same request
     assert state.increment(1, (8, 1)) == 2  # another client's first request
@@ -48,15 +50,15 @@ def test_state_applies_each_request_once() -> None:
 
 
 def test_state_snapshot_round_trip() -> None:
-    state = _CounterState()
+    state = CounterState()
     for seq in (1, 2, 4):
         state.increment(1, (42, seq))
-    copy = _CounterState.from_snapshot(pickle.loads(pickle.dumps(state.snapshot())))
+    copy = CounterState.from_snapshot(pickle.loads(pickle.dumps(state.snapshot())))
     assert copy.value == 3
     assert copy.increment(1, (42, 4)) == 3  # the memory of applied requests came along
     assert copy.increment(1, (42, 3)) == 4
     with pytest.raises(ValueError, match="unknown counter snapshot format"):
-        _CounterState.from_snapshot({"format": 99})
+        CounterState.from_snapshot({"format": 99})
 
 
 def test_request_log_floor_and_window() -> None:
@@ -92,7 +94,7 @@ def test_request_log_bounds() -> None:
 @pytest.fixture
 def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if an actor would be created; Ray's local option checks still run."""
-    real = counters._RemoteCounterActor
+    real = _actor.RemoteCounterActor
 
     class Guard:
         def options(self, **options: object) -> Guard:
@@ -102,7 +104,7 @@ def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
         def remote(self, *args: object) -> None:
             raise AssertionError("a bad argument reached Ray")
 
-    monkeypatch.setattr(counters, "_RemoteCounterActor", Guard())
+    monkeypatch.setattr(_actor, "RemoteCounterActor", Guard())
 
 
 BAD_CONSTRUCTOR_ARGS = [
@@ -115,7 +117,14 @@ BAD_CONSTRUCTOR_ARGS = [
     ({"checkpoint_every": 5}, ValueError, r"'checkpoint_every' only applies .* 'store'"),
     ({"key": "hits"}, ValueError, r"'key' only applies to a counter with a 'store'"),
     ({"key": 7}, TypeError, r"'key' must be a str, got 7 \(int\)"),
+    ({"timeout": 0}, ValueError, r"'timeout' must be a finite number > 0, got 0\.0"),
+    ({"timeout": "5"}, TypeError, r"'timeout' must be a number of seconds"),
+    ({"name": ""}, ValueError, r"'name' must be a non-empty str"),
+    ({"name": 3}, TypeError, r"'name' must be a str, got 3 \(int\)"),
+    ({"namespace": "shop"}, ValueError, r"'namespace' only applies to a named .*: pass name="),
     ({"actor_options": [("name", "x")]}, TypeError, r"'actor_options' must be a dict or None"),
+    ({"actor_options": {"name": "x"}}, ValueError, r"may not set 'name': pass name='x' to"),
+    ({"actor_options": {"namespace": "n"}}, ValueError, r"may not set 'namespace': pass"),
     ({"actor_options": {"get_if_exists": True}}, ValueError, "get_if_exists=True without a"),
     ({"actor_options": {"lifetime": "detached"}}, ValueError, "lifetime='detached' without"),
     ({"actor_options": {"nmae": "typo"}}, ValueError, r"refused by Ray: Invalid option keyword"),
@@ -135,11 +144,11 @@ def test_counter_bad_arguments(
     ("kwargs", "error", "match"),
     [
         *BAD_CONSTRUCTOR_ARGS,
-        ({"shards": 0}, ValueError, r"'shards' must be an int >= 1, got 0"),
-        ({"shards": "2"}, TypeError, r"'shards' must be an int, got '2' \(str\)"),
+        ({"n_shards": 0}, ValueError, r"'n_shards' must be an int >= 1, got 0"),
+        ({"n_shards": "2"}, TypeError, r"'n_shards' must be an int, got '2' \(str\)"),
         ({"batch_size": 0}, ValueError, r"'batch_size' must be an int >= 1, got 0"),
-        ({"flush_interval": 0}, ValueError, r"'flush_interval' must be a finite number > 0"),
-        ({"flush_interval": "1"}, TypeError, r"'flush_interval' must be a number of seconds"),
+        ({"flush_interval_s": 0}, ValueError, r"'flush_interval_s' must be a finite number > 0"),
+        ({"flush_interval_s": "1"}, TypeError, r"'flush_interval_s' must be a number of seconds"),
         ({"key": ""}, ValueError, "'key' must be a non-empty str"),
     ],
 )
@@ -152,6 +161,18 @@ def test_sharded_counter_bad_arguments(
         ShardedCounter(**kwargs)
 
 
+def test_a_count_is_never_positional(no_ray: None) -> None:
+    # Counter(5) used to set the start and ShardedCounter(5) the number of shards.
+    with pytest.raises(TypeError, match="positional"):
+        Counter(5)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        ShardedCounter(5)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'shards'"):
+        ShardedCounter(shards=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'flush_interval'"):
+        ShardedCounter(flush_interval=1.0)  # type: ignore[call-arg]
+
+
 def test_unknown_store_path_is_refused_at_the_call(no_ray: None) -> None:
     with pytest.raises(ValueError, match=r"'path' must be an existing directory"):
         Counter(store=DirectoryStore("/no/such/checkpoint/dir"))
@@ -162,9 +183,8 @@ def test_unknown_store_path_is_refused_at_the_call(no_ray: None) -> None:
 
 @pytest.fixture(scope="module")
 def counter(ray_cluster: dict) -> Iterator[Counter]:
-    c = Counter()
-    yield c
-    c.kill()
+    with Counter() as c:
+        yield c
 
 
 @pytest.mark.parametrize(
@@ -186,6 +206,13 @@ def test_increment_bad_n(counter: Counter, n: object, error: type[Exception], ma
     assert counter.value(timeout=TIMEOUT) == before
 
 
+def test_a_bad_timeout_is_refused_before_the_increment_is_sent(counter: Counter) -> None:
+    before = counter.value()
+    with pytest.raises(ValueError, match=r"'timeout' must be a finite number > 0"):
+        counter.increment(timeout=-1)
+    assert counter.value() == before
+
+
 def test_counter_basics(counter: Counter) -> None:
     import numpy as np
     import ray
@@ -199,42 +226,93 @@ def test_counter_basics(counter: Counter) -> None:
     ray.get(counter.reset_async(), timeout=TIMEOUT)
     assert counter.value() == 0
     assert counter.checkpoint() is None and counter.key is None
-    assert counter.pid() > 0
+    assert ray.get(counter.checkpoint_async(), timeout=TIMEOUT) is None
+    (pid,) = counter.pids()
+    assert pid > 0
+    stats = counter.stats()
+    assert stats["kind"] == "Counter" and stats["value"] == 0 and stats["owned"]
+    assert stats["timeout_s"] == 60.0 and stats["key"] is None
+    assert repr(counter) == f"Counter(actor_id={actor_id_hex(counter.actor)!r}, key=None)"
     with pytest.raises(ValueError, match=r"'timeout' must be a finite number > 0"):
         counter.value(timeout=-1)
 
 
-def test_copies_are_distinct_writers(counter: Counter) -> None:
+def test_copies_are_distinct_writers_that_do_not_own_the_actor(counter: Counter) -> None:
     import ray
 
     copy = pickle.loads(pickle.dumps(counter))
     assert copy.actor == counter.actor
     assert copy._client != counter._client  # so their request ids never collide
+    assert counter.owned and not copy.owned
     before = counter.value()
     copy.increment()
     counter.increment()
     assert counter.value() == before + 2
+    copy.close()  # releases: the actor keeps running
+    assert counter.increment() == before + 3
+    with pytest.raises(FacadeClosedError, match=r"Counter \(actor [0-9a-f]{8}\): increment called"):
+        copy.increment()
 
     @ray.remote(num_cpus=0.5)
-    def ids(c: Counter) -> int:
-        return c._client
+    def ids(c: Counter) -> tuple[int, bool]:
+        return c._client, c.owned
 
-    assert len({*ray.get([ids.remote(counter) for _ in range(3)], timeout=TIMEOUT)}) == 3
+    found = ray.get([ids.remote(counter) for _ in range(3)], timeout=TIMEOUT)
+    assert len({client for client, _ in found}) == 3
+    assert not any(owned for _, owned in found)
+
+
+def _states(*handles: object) -> set[str]:
+    return set(actor_states({actor_id_hex(h) for h in handles}).values())
+
+
+def test_close_stops_the_actors_and_waits_until_ray_reports_them_dead(ray_cluster: dict) -> None:
+    # ShardedCounter's close() used to flush and leave its actors running.
+    with ShardedCounter(n_shards=2, batch_size=10) as sharded:
+        sharded.increment(3)
+        shards = sharded.actors
+    assert sharded.closed and _states(*shards) == {"DEAD"}
+    with pytest.raises(FacadeClosedError, match=r"ShardedCounter .*: value called after close"):
+        sharded.value()
+    sharded.close()  # idempotent
+
+    counter = Counter()
+    counter.increment()
+    counter.close()
+    assert _states(counter.actor) == {"DEAD"}
 
 
 def test_counter_with_store_resumes_under_its_key(ray_cluster: dict, tmp_path: Path) -> None:
     store = DirectoryStore(tmp_path)
-    first = Counter(5, store=store, key="orders")
-    assert first.increment(2) == 7
-    assert first.key == "orders"
-    assert store.load("orders").state["value"] == 7  # written before increment returned
-    first.kill()
-    again = Counter(store=store, key="orders")  # a new actor, same key: resumes
-    assert again.value() == 7
-    again.kill()
-    anonymous = Counter(store=store)
-    assert anonymous.key.startswith("counter-")
-    anonymous.kill()
+    with Counter(start=5, store=store, key="orders") as first:
+        assert first.increment(2) == 7
+        assert first.key == "orders"
+        assert store.load("orders").state["value"] == 7  # written before increment returned
+        assert first.stats()["checkpoint_version"] == 1
+    with Counter(store=store, key="orders") as again:  # a new actor, same key: resumes
+        assert again.value() == 7
+    with Counter(store=store) as anonymous:
+        assert anonymous.key.startswith("counter-")
+    with Counter(store=store, name=f"orders-{time.monotonic_ns()}", namespace="shop") as named:
+        assert named.key == f"shop/{named.name}"
+
+
+def test_a_sharded_checkpoint_of_the_old_layout_restores(ray_cluster: dict, tmp_path: Path) -> None:
+    # Releases before the shared layout saved shard i under "{key}/shard-{i}".
+    store = DirectoryStore(tmp_path)
+    for index, value in enumerate([5, 7]):
+        state = CounterState(value)
+        state.increment(0, (99, 1))  # a request applied before the upgrade
+        store.save(f"hits/shard-{index}", state.snapshot(), 4)
+    with ShardedCounter(n_shards=2, store=store, key="hits") as counter:
+        assert counter.shard_values() == [5, 7]
+        counter.increment(1)
+        assert counter.value() == 13
+        assert counter.stats()["checkpoint_versions"] in ([5, 4], [4, 5])
+    moved = [store.load(f"hits/shard-{i}-of-2") for i in range(2)]
+    assert sum(checkpoint.state["value"] for checkpoint in moved) == 13  # under the new keys
+    assert all(99 in checkpoint.state["requests"] for checkpoint in moved)  # memory came along
+    assert store.load("hits/shard-0").version == 4  # the old keys are left as they were
 
 
 def test_fifty_tasks_two_hundred_increments_each_counter(ray_cluster: dict) -> None:
@@ -245,10 +323,9 @@ def test_fifty_tasks_two_hundred_increments_each_counter(ray_cluster: dict) -> N
         for _ in range(times):
             c.increment()
 
-    shared = Counter()
-    ray.get([hammer.remote(shared, 200) for _ in range(50)], timeout=TIMEOUT)
-    assert shared.value() == 10_000
-    shared.kill()
+    with Counter() as shared:
+        ray.get([hammer.remote(shared, 200) for _ in range(50)], timeout=TIMEOUT)
+        assert shared.value() == 10_000
 
 
 @pytest.mark.parametrize("batch_size", [None, 64], ids=["per-call", "batched"])
@@ -263,37 +340,40 @@ def test_fifty_tasks_two_hundred_increments_each_sharded(
             for _ in range(times // 20):
                 ray.get([c.increment_async() for _ in range(20)], timeout=TIMEOUT)
             return
-        with c:  # a batched copy flushes when the block ends
+        with c:  # a batched copy flushes when the block ends (and leaves the shards running)
             for _ in range(times):
                 c.increment()
 
-    shared = ShardedCounter(4, batch_size=batch_size)
-    ray.get([hammer.remote(shared, 200) for _ in range(50)], timeout=TIMEOUT)
-    assert shared.value() == 10_000
-    assert sum(shared.shard_values()) == 10_000
-    if batch_size is None:
-        assert min(shared.shard_values()) > 0  # round robin reached every shard
-    shared.kill()
+    with ShardedCounter(n_shards=4, batch_size=batch_size) as shared:
+        ray.get([hammer.remote(shared, 200) for _ in range(50)], timeout=TIMEOUT)
+        assert shared.value() == 10_000
+        assert sum(shared.shard_values()) == 10_000
+        if batch_size is None:
+            assert min(shared.shard_values()) > 0  # round robin reached every shard
 
 
 def test_sharded_counter_basics(ray_cluster: dict) -> None:
     import ray
 
-    counter = ShardedCounter(3, start=10)
-    assert counter.shard_values() == [10, 0, 0]
-    for _ in range(6):
+    with ShardedCounter(n_shards=3, start=10) as counter:
+        assert counter.n_shards == 3 and repr(counter) == "ShardedCounter(n_shards=3)"
+        assert counter.shard_values() == [10, 0, 0]
+        for _ in range(6):
+            counter.increment()
+        assert counter.shard_values() == [12, 2, 2]
+        assert ray.get(counter.shard_values_async(), timeout=TIMEOUT) == [12, 2, 2]
+        ray.get([counter.increment_async(5) for _ in range(3)], timeout=TIMEOUT)
+        assert ray.get(counter.value_async(), timeout=TIMEOUT) == 31
+        stats = counter.stats()
+        assert stats["value"] == 31 and sum(stats["shard_values"]) == 31
+        assert stats["actors"] == 3 and stats["n_shards"] == 3 and stats["kind"] == "ShardedCounter"
+        counter.reset()
+        assert counter.value() == 0
+        ray.get(counter.reset_async(), timeout=TIMEOUT)
+        assert counter.checkpoint() == [None, None, None]
+        assert len(set(counter.pids())) == 3
+    with pytest.raises(FacadeClosedError, match="increment called after close"):
         counter.increment()
-    assert counter.shard_values() == [12, 2, 2]
-    ray.get([counter.increment_async(5) for _ in range(3)], timeout=TIMEOUT)
-    assert ray.get(counter.value_async(), timeout=TIMEOUT) == 31
-    counter.reset()
-    assert counter.value() == 0
-    assert counter.checkpoint() == [None, None, None]
-    assert len(set(counter.pids())) == 3
-    counter.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        counter.increment()
-    counter.kill()
 
 
 def _shard_sum(counter: ShardedCounter) -> int:
@@ -312,21 +392,26 @@ def _wait_for(predicate, timeout: float = 30.0) -> None:
 
 
 def test_batching_flushes_by_size(ray_cluster: dict) -> None:
-    counter = ShardedCounter(2, batch_size=10)
+    counter = ShardedCounter(n_shards=2, batch_size=10)
     for _ in range(25):
         counter.increment()
     _wait_for(lambda: _shard_sum(counter) == 20)  # two full batches were sent
     assert _shard_sum(counter) == 20  # the last 5 wait in the buffer
-    with pytest.raises(RuntimeError, match="not available in batching mode"):
+    assert counter.stats()["buffered"] == 5
+    with pytest.raises(PatternError, match="not available in batching mode"):
         counter.increment_async()
+    copy = pickle.loads(pickle.dumps(counter))
+    copy.increment(100)
+    copy.close()  # flushes the copy's buffer and leaves the shards running
+    counter.flush()
+    assert _shard_sum(counter) == 125
     counter.close()
-    assert _shard_sum(counter) == 25  # close flushed them
     counter.close()  # idempotent
-    counter.kill()
 
 
 def test_batching_flushes_by_time(ray_cluster: dict) -> None:
-    counter = ShardedCounter(2, flush_interval=0.2)
+    counter = ShardedCounter(n_shards=2, flush_interval_s=0.2)
+    assert repr(counter) == "ShardedCounter(n_shards=2, flush_interval_s=0.2)"
     for _ in range(5):
         counter.increment(2)
     _wait_for(lambda: _shard_sum(counter) == 10)  # the flush thread sent them
@@ -336,32 +421,48 @@ def test_batching_flushes_by_time(ray_cluster: dict) -> None:
     assert counter._thread is not None
     counter._thread.join(timeout=10)
     assert not counter._thread.is_alive()
-    counter.kill()
 
 
-def test_named_get_or_create_is_race_free(ray_cluster: dict) -> None:
+def test_a_batch_the_flush_thread_sent_to_a_dead_shard_is_raised(ray_cluster: dict) -> None:
+    from patterns.errors import ActorLostError
+
+    counter = ShardedCounter(n_shards=1, flush_interval_s=0.05)
+    try:
+        counter.kill()  # no store: the shard is not restarted
+        counter.increment(3)
+        _wait_for(lambda: counter._batcher.buffered == 0)  # the thread sent it
+        with pytest.raises(ActorLostError, match=r"ShardedCounter \(actor [0-9a-f]{8}\): flush"):
+            counter.flush()
+    finally:
+        counter.close()
+
+
+def test_named_get_or_create_is_race_free_and_one_creator_owns(ray_cluster: dict) -> None:
     import ray
 
     name = f"test-hits-{time.monotonic_ns()}"
     # Detached: a named actor created in a task would otherwise end with that task.
-    options = {"name": name, "get_if_exists": True, "lifetime": "detached"}
+    options = {"get_if_exists": True, "lifetime": "detached"}
 
     @ray.remote(num_cpus=0.5)
-    def join(options: dict) -> str:
-        c = Counter(actor_options=options)
+    def join(name: str, options: dict) -> tuple[str, bool]:
+        c = Counter(name=name, actor_options=options)
         c.increment()
-        return c.actor._actor_id.hex()
+        return c.actor._actor_id.hex(), c.owned
 
     try:
-        ids = ray.get([join.remote(options) for _ in range(4)], timeout=TIMEOUT)
-        assert len(set(ids)) == 1  # four creators, one actor
-        attached = Counter.attach(name)
-        assert attached.value() == 4
-        assert Counter(actor_options=options).value() == 4
+        joined = ray.get([join.remote(name, options) for _ in range(4)], timeout=TIMEOUT)
+        assert len({actor for actor, _ in joined}) == 1  # four creators, one actor
+        assert sum(owned for _, owned in joined) == 1  # the one that created it
+        with Counter.attach(name) as attached:
+            assert attached.value() == 4 and not attached.owned
+        again = Counter(name=name, actor_options=options)
+        assert again.value() == 4 and not again.owned
     finally:
         # Detached: it would outlive the test session if a failed assertion skipped this.
-        with contextlib.suppress(ValueError):
-            ray.kill(ray.get_actor(name), no_restart=True)
+        Counter.attach(name, own=True).close()
+    with pytest.raises(ValueError, match="no live Counter actor named"):
+        Counter.attach(name)
 
 
 def test_attach_errors(ray_cluster: dict) -> None:
@@ -371,6 +472,10 @@ def test_attach_errors(ray_cluster: dict) -> None:
         Counter.attach("no-such-counter")
     with pytest.raises(TypeError, match=r"'name' must be a str, got 3 \(int\)"):
         Counter.attach(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"'own' must be a bool"):
+        Counter.attach("x", own=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"no live ShardedCounter named 'no-such'"):
+        ShardedCounter.attach("no-such")
 
     @ray.remote(num_cpus=0)
     class Other:
@@ -384,11 +489,17 @@ def test_attach_errors(ray_cluster: dict) -> None:
     ray.kill(other)
 
     sharded_name = f"test-sharded-{time.monotonic_ns()}"
-    sharded = ShardedCounter(2, actor_options={"name": sharded_name})
-    with pytest.raises(TypeError, match="is a ShardedCounter, not a Counter"):
-        Counter.attach(f"{sharded_name}/shard-0")
-    with pytest.raises(ValueError, match=r"'shards' must match .* which has 2 shards, got 3"):
-        ShardedCounter(3, actor_options={"name": sharded_name, "get_if_exists": True})
-    sharded.increment(4)
-    assert ShardedCounter.attach(sharded_name, batch_size=10).value() == 4
-    sharded.kill()
+    with ShardedCounter(n_shards=2, name=sharded_name) as sharded:
+        with pytest.raises(TypeError, match="is a ShardedCounter, not a Counter"):
+            Counter.attach(f"{sharded_name}/shard-0-of-2")
+        with pytest.raises(ValueError, match=r"'n_shards' must match .* which has 2 shards, got 3"):
+            ShardedCounter(n_shards=3, name=sharded_name, actor_options={"get_if_exists": True})
+        joined = ShardedCounter(
+            n_shards=2, name=sharded_name, actor_options={"get_if_exists": True}
+        )
+        assert joined.actors == sharded.actors and not joined.owned
+        sharded.increment(4)
+        with ShardedCounter.attach(sharded_name, batch_size=10) as attached:
+            assert attached.value() == 4 and attached.batching and not attached.owned
+            attached.increment(1)
+        assert sharded.value() == 5  # the attached facade flushed on close

@@ -31,30 +31,29 @@ def tasks_vs_actors(quick: bool) -> None:
     print(f"8 tasks doubled 0..7 -> {[value for value, _ in results]}")
     print(f"they ran on worker nodes {nodes}: tasks are stateless and go wherever CPUs are free")
 
-    counter = Counter()
     writers, per_writer = (10, 50) if quick else (20, 100)
-    done = sum(ray.get([_count_into.remote(counter, per_writer) for _ in range(writers)]))
-    print(
-        f"{writers} tasks x {per_writer} increments into one Counter actor -> "
-        f"{counter.value()} (expected {done}): one actor serialises the updates"
-    )
-    assert counter.value() == done
-    counter.kill()
+    with Counter() as counter:
+        calls = [_count_into.remote(counter, per_writer) for _ in range(writers)]
+        done = sum(ray.get(calls, timeout=120))
+        print(
+            f"{writers} tasks x {per_writer} increments into one Counter actor -> "
+            f"{counter.value()} (expected {done}): one actor serialises the updates"
+        )
+        assert counter.value() == done
 
 
 def sharding(quick: bool) -> None:
     from patterns import Counter, ShardedCounter
 
     n = 2_000 if quick else 20_000
-    naive = Counter()
-    t0 = time.perf_counter()
-    for _ in range(n // 20):
-        naive.increment()
-    naive_rate = (n // 20) / (time.perf_counter() - t0)
-    naive.kill()
+    with Counter() as naive:
+        t0 = time.perf_counter()
+        for _ in range(n // 20):
+            naive.increment()
+        naive_rate = (n // 20) / (time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    with ShardedCounter(shards=2, batch_size=1_000) as batched:
+    with ShardedCounter(n_shards=2, batch_size=1_000) as batched:
         for _ in range(n):
             batched.increment()
         total = batched.value()
@@ -62,7 +61,7 @@ def sharding(quick: bool) -> None:
     assert total == n
     print(f"one increment per call: {naive_rate:,.0f} increments/s")
     print(
-        f"ShardedCounter(shards=2, batch_size=1000): {batched_rate:,.0f} increments/s "
+        f"ShardedCounter(n_shards=2, batch_size=1000): {batched_rate:,.0f} increments/s "
         f"({batched_rate / naive_rate:,.0f}x), total {total:,}"
     )
 
@@ -70,18 +69,19 @@ def sharding(quick: bool) -> None:
 def crash(quick: bool) -> None:
     from patterns import Counter, DirectoryStore
 
-    with tempfile.TemporaryDirectory(prefix="demo-store-") as path:
-        counter = Counter(store=DirectoryStore(path))
+    with (
+        tempfile.TemporaryDirectory(prefix="demo-store-") as path,
+        Counter(store=DirectoryStore(path)) as counter,
+    ):
         print("Ray reports each kill as a worker that 'died unexpectedly': that is our SIGKILL")
         acknowledged = 0
         for round_ in range(2):
             for _ in range(50 if quick else 200):
                 counter.increment()
                 acknowledged += 1
-            pid = counter.pid()
+            (pid,) = counter.pids()
             os.kill(pid, signal.SIGKILL)
             print(f"round {round_ + 1}: {acknowledged} increments acknowledged, SIGKILL pid {pid}")
         value = counter.value()  # Ray restarts the actor; it restores from the store
         print(f"after two crashes the counter reads {value} (acknowledged {acknowledged})")
         assert value == acknowledged
-        counter.kill()
