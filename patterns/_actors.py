@@ -30,6 +30,7 @@ __all__ = [
     "check_actor_options",
     "check_kind",
     "check_naming",
+    "check_options_and_naming",
     "get_named_actor",
     "make_actor",
     "rebuild",
@@ -77,12 +78,6 @@ def check_actor_options(
             msg = f"'actor_options' keys must be option names (str), got {describe(key)}"
             raise TypeError(msg)
     options = {**(defaults or {}), **actor_options}
-    if options.get("get_if_exists") and not options.get("name"):
-        msg = "'actor_options' sets get_if_exists=True without a 'name': give the actor a name"
-        raise ValueError(msg)
-    if options.get("lifetime") == "detached" and not options.get("name"):
-        msg = "'actor_options' sets lifetime='detached' without a 'name': give the actor a name"
-        raise ValueError(msg)
     if "name" in options:
         check_name("actor_options['name']", options["name"])
     return options
@@ -122,6 +117,31 @@ def check_naming(
         msg = "'actor_options' sets lifetime='detached' without a name: pass name= too"
         raise ValueError(msg)
     return checked_name, checked_namespace
+
+
+def check_options_and_naming(
+    actor_options: object,
+    name: object,
+    namespace: object,
+    *,
+    defaults: Mapping[str, Any] | None,
+    facade: str,
+) -> tuple[dict[str, Any], str | None, str | None, dict[str, str]]:
+    """Check a facade's ``actor_options``, ``name`` and ``namespace`` together.
+
+    Returns the options merged over ``defaults`` (without a name), the checked name and
+    namespace, and the naming options to create a single actor with (``{"name": ...,
+    "namespace": ...}``, empty for an unnamed facade). ``get_if_exists`` and a detached
+    ``lifetime`` need a name: the facade's ``name=`` is it (`check_naming`).
+
+    Examples:
+        >>> check_options_and_naming({"num_cpus": 0}, "hits", None, defaults=None, facade="Counter")
+        ({'num_cpus': 0}, 'hits', None, {'name': 'hits'})
+    """
+    options = check_actor_options(actor_options, defaults=defaults)
+    checked_name, checked_namespace = check_naming(name, namespace, options, facade=facade)
+    naming = {k: v for k, v in (("name", checked_name), ("namespace", checked_namespace)) if v}
+    return options, checked_name, checked_namespace, naming
 
 
 def bind_options(remote_cls: ActorClass[Any], options: Mapping[str, Any]) -> Any:

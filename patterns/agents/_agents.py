@@ -20,9 +20,8 @@ from ray.actor import ActorHandle
 from patterns._actors import (
     actor_info,
     attach_named,
-    check_actor_options,
     check_kind,
-    check_naming,
+    check_options_and_naming,
     make_actor,
     rebuild,
     restartable_defaults,
@@ -166,31 +165,6 @@ class _AgentActor(StatefulActor):
 
 
 _RemoteAgentActor = ray.remote(_AgentActor)
-
-
-def check_options_and_naming(
-    actor_options: object,
-    name: object,
-    namespace: object,
-    *,
-    defaults: Mapping[str, Any] | None,
-    facade: str,
-) -> tuple[dict[str, Any], str | None, str | None, dict[str, str]]:
-    """Check ``actor_options``, ``name`` and ``namespace`` together.
-
-    Returns the options (without a name), the checked name and namespace, and the
-    naming options to create the actor with. ``get_if_exists`` and a detached
-    ``lifetime`` in ``actor_options`` need a name: the facade's ``name=`` is it.
-    """
-    given = actor_options if isinstance(actor_options, Mapping) else {}
-    if actor_options is not None and not isinstance(actor_options, Mapping):
-        check_actor_options(actor_options)  # raises the TypeError naming actor_options
-    checked_name, checked_namespace = check_naming(name, namespace, given, facade=facade)
-    naming = {k: v for k, v in (("name", checked_name), ("namespace", checked_namespace)) if v}
-    options = check_actor_options({**given, **naming}, defaults=defaults)
-    for key in naming:
-        del options[key]
-    return options, checked_name, checked_namespace, naming
 
 
 def _check_seed(seed: object) -> int | None:

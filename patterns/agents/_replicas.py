@@ -14,7 +14,7 @@ import ray
 from ray import ObjectRef
 from ray.util import list_named_actors
 
-from patterns._actors import actor_info, rebuild
+from patterns._actors import actor_info, check_options_and_naming, rebuild
 from patterns._calls import DEFAULT, Timeout, get, stop_actors
 from patterns._checkpointer import check_store_args, default_key, member_key
 from patterns._checks import check_int, check_name, check_positive_float, describe
@@ -24,7 +24,6 @@ from patterns.agents._agents import (
     LinUCBAgent,
     ThompsonSamplingAgent,
     _LinearAgent,
-    check_options_and_naming,
     linear_params,
 )
 from patterns.agents._env import BanditHistory, ContextualBanditEnv, _rounds

@@ -24,7 +24,13 @@ import ray
 from ray import ObjectRef
 from ray.actor import ActorHandle
 
-from patterns._actors import attach_named, check_actor_options, make_actor, rebuild
+from patterns._actors import (
+    attach_named,
+    check_actor_options,
+    check_options_and_naming,
+    make_actor,
+    rebuild,
+)
 from patterns._calls import DEFAULT, STOP_TIMEOUT_S, Timeout, stop_actors
 from patterns._checks import (
     check_int,
@@ -35,7 +41,6 @@ from patterns._checks import (
 )
 from patterns._facade import ActorFacade, check_facade_timeout
 from patterns._ray_internals import actor_id_hex
-from patterns.agents._agents import check_options_and_naming
 from patterns.errors import ActorLostError, CallTimeoutError
 
 __all__ = ["PolicyHistory", "RolloutWorker", "train_policy"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from ray.actor import ActorHandle
 
-from patterns._actors import check_actor_options, check_kind, check_naming, restartable_defaults
+from patterns._actors import check_kind, check_options_and_naming, restartable_defaults
 from patterns._calls import get, target
 from patterns._checkpointer import check_store_args
 from patterns._checks import check_int, check_positive_float
@@ -63,16 +63,13 @@ def check_options(
     Returns the options merged over the defaults (restartable with a store), without
     ``name``/``namespace``, and the checked name and namespace.
     """
-    if actor_options is not None and not isinstance(actor_options, Mapping):
-        check_actor_options(actor_options)  # raises the TypeError naming it
-    given: dict[str, Any] = dict(actor_options) if isinstance(actor_options, Mapping) else {}
-    checked_name, checked_namespace = check_naming(name, namespace, given, facade=facade)
-    # get_if_exists and a detached lifetime need a name: the facade's, checked above.
-    probe = {**given, "name": checked_name} if checked_name is not None else given
-    options = check_actor_options(
-        probe, defaults={**(defaults or {}), **restartable_defaults(store)}
+    options, checked_name, checked_namespace, _ = check_options_and_naming(
+        actor_options,
+        name,
+        namespace,
+        defaults={**(defaults or {}), **restartable_defaults(store)},
+        facade=facade,
     )
-    options.pop("name", None)
     return options, checked_name, checked_namespace
 
 
