@@ -114,7 +114,7 @@ class ShardedFacade(ActorFacade):
 
     @staticmethod
     def _find_shards(
-        name: str, namespace: str | None, *, kind: str
+        name: str, namespace: str | None, *, kind: str, timeout: float | None
     ) -> tuple[list[ActorHandle[Any]], list[dict[str, Any]]]:
         """The live shards of the sharded facade ``name`` and their ``describe()``.
 
@@ -147,7 +147,7 @@ class ShardedFacade(ActorFacade):
             except ValueError as exc:
                 msg = f"the {kind} {name!r}{where} lacks its shard {shard_name!r}"
                 raise ValueError(msg) from exc
-        infos = [actor_info(shard, name, what=kind) for shard in shards]
+        infos = [actor_info(shard, name, what=kind, timeout=timeout) for shard in shards]
         for info in infos:
             if info.get("kind") != kind:
                 msg = f"the actors named {name}/shard-* are a {info.get('kind')}, not a {kind}"

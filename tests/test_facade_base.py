@@ -251,7 +251,7 @@ class ShardedTally(ShardedFacade):
 
     @classmethod
     def attach(cls, name: str) -> ShardedTally:
-        shards, _ = cls._find_shards(name, None, kind="Tally")
+        shards, _ = cls._find_shards(name, None, kind="Tally", timeout=60)
         return rebuild(cls, shards, name, False)
 
     def __repr__(self) -> str:

@@ -284,7 +284,7 @@ class ShardedCounter(ShardedFacade):
         own = check_bool("own", own)
         batch_size, flush_interval_s = check_batching(batch_size, flush_interval_s)
         seconds = check_facade_timeout(timeout)
-        shards, infos = cls._find_shards(name, namespace, kind="ShardedCounter")
+        shards, infos = cls._find_shards(name, namespace, kind="ShardedCounter", timeout=seconds)
         key = infos[0].get("base_key")
         state = (shards, key, name, namespace, seconds, batch_size, flush_interval_s)
         return rebuild(cls, *state, owned=own)

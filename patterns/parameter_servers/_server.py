@@ -335,7 +335,7 @@ class ParameterServer(ShardedFacade):
         """
         own = check_bool("own", own)
         seconds = check_facade_timeout(timeout)
-        shards, infos = cls._find_shards(name, namespace, kind=KIND)
+        shards, infos = cls._find_shards(name, namespace, kind=KIND, timeout=seconds)
         lead = infos[0]
         return rebuild(
             cls,
