@@ -233,7 +233,10 @@ def wait_until_dead(actors: Iterable[Any], *, timeout: float | None) -> list[Any
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return alive
-        probes = {actor.__ray_ready__.remote(): actor for actor in alive}
+        # No retries: a probe of a killed restartable actor would log "N retries remaining".
+        probes = {
+            actor.__ray_ready__.options(max_task_retries=0).remote(): actor for actor in alive
+        }
         done, _ = ray.wait(
             list(probes), num_returns=len(probes), timeout=min(1.0, left) if left else 1.0
         )
