@@ -362,8 +362,9 @@ class Supervisor(ActorFacade):
         Args:
             timeout: Seconds to wait for the answer (default: the facade's timeout).
         """
+        self._check_open("which_children")
         result: list[dict[str, Any]] = self._ask(
-            self.which_children_async(), timeout=timeout, method="which_children"
+            self._actor.which_children.remote(), timeout=timeout, method="which_children"
         )
         return result
 
@@ -385,8 +386,9 @@ class Supervisor(ActorFacade):
             timeout: Seconds to wait (default: the facade's timeout); each nested
                 supervisor is given as long.
         """
+        self._check_open("tree")
         result: dict[str, Any] = self._ask(
-            self.tree_async(timeout=timeout), timeout=timeout, method="tree"
+            self._actor.tree.remote(self._seconds(timeout)), timeout=timeout, method="tree"
         )
         return result
 
@@ -408,7 +410,10 @@ class Supervisor(ActorFacade):
         Args:
             timeout: Seconds to wait (default: the facade's timeout).
         """
-        result: dict[str, Any] = self._ask(self.status_async(), timeout=timeout, method="status")
+        self._check_open("status")
+        result: dict[str, Any] = self._ask(
+            self._actor.status.remote(), timeout=timeout, method="status"
+        )
         return result
 
     # ---------------------------------------------------------------- children
@@ -442,9 +447,10 @@ class Supervisor(ActorFacade):
         return self._lookup(path, timeout=timeout, method="child")
 
     def _lookup(self, path: str, *, timeout: object, method: str) -> ActorHandle[Any]:
-        found: ActorHandle[Any] = self._ask(
-            self.child_async(path, timeout=timeout), timeout=timeout, method=method
-        )
+        path = _check_path(path)
+        self._check_open(method)
+        ref = self._actor.child.remote(path, self._seconds(timeout))
+        found: ActorHandle[Any] = self._ask(ref, timeout=timeout, method=method)
         kept = self._handles.get(path)
         if kept is not None and actor_id_hex(kept) == actor_id_hex(found):
             return kept  # the same actor: the same handle object as last time
@@ -570,7 +576,9 @@ class Supervisor(ActorFacade):
             ChildStartError: If the child fails to start (it is not added).
             TreeFailedError: If the supervisor is not running.
         """
-        ref = self.start_child_async(spec)
+        self._check_spec(spec)
+        self._check_open("start_child")
+        ref = self._actor.start_child.remote(spec)
         bound = self._bound(timeout, start_budget_s(spec))
         entry: dict[str, Any] = self._ask(ref, timeout=bound, method="start_child")
         return entry
@@ -609,7 +617,8 @@ class Supervisor(ActorFacade):
         check_name("name", name)
         self._check_open("terminate_child")
         bound = self._op_bound(timeout, name, "stop", "terminate_child")
-        self._ask(self.terminate_child_async(name), timeout=bound, method="terminate_child")
+        ref = self._actor.terminate_child.remote(name)
+        self._ask(ref, timeout=bound, method="terminate_child")
 
     def restart_child_async(self, name: str) -> ObjectRef[dict[str, Any]]:
         """Ask for `restart_child` and return an ObjectRef at once."""
@@ -635,9 +644,8 @@ class Supervisor(ActorFacade):
         check_name("name", name)
         self._check_open("restart_child")
         bound = self._op_bound(timeout, name, "start", "restart_child")
-        entry: dict[str, Any] = self._ask(
-            self.restart_child_async(name), timeout=bound, method="restart_child"
-        )
+        ref = self._actor.restart_child.remote(name)
+        entry: dict[str, Any] = self._ask(ref, timeout=bound, method="restart_child")
         return entry
 
     def delete_child_async(self, name: str) -> ObjectRef[None]:
@@ -658,7 +666,10 @@ class Supervisor(ActorFacade):
             UnknownChildError: If there is no child of that name.
             ChildStateError: If the child is not stopped.
         """
-        self._ask(self.delete_child_async(name), timeout=timeout, method="delete_child")
+        check_name("name", name)
+        self._check_open("delete_child")
+        ref = self._actor.delete_child.remote(name)
+        self._ask(ref, timeout=timeout, method="delete_child")
 
     # ---------------------------------------------------------------- lifecycle
     def close(self, *, timeout: object = DEFAULT) -> None:
