@@ -449,7 +449,7 @@ class Supervisor(ActorFacade):
     def _lookup(self, path: str, *, timeout: object, method: str) -> ActorHandle[Any]:
         path = _check_path(path)
         self._check_open(method)
-        ref = self._actor.child.remote(path, self._seconds(timeout))
+        ref: ObjectRef[ActorHandle[Any]] = self._actor.child.remote(path, self._seconds(timeout))
         found: ActorHandle[Any] = self._ask(ref, timeout=timeout, method=method)
         kept = self._handles.get(path)
         if kept is not None and actor_id_hex(kept) == actor_id_hex(found):
@@ -578,7 +578,7 @@ class Supervisor(ActorFacade):
         """
         self._check_spec(spec)
         self._check_open("start_child")
-        ref = self._actor.start_child.remote(spec)
+        ref: ObjectRef[dict[str, Any]] = self._actor.start_child.remote(spec)
         bound = self._bound(timeout, start_budget_s(spec))
         entry: dict[str, Any] = self._ask(ref, timeout=bound, method="start_child")
         return entry
@@ -617,7 +617,7 @@ class Supervisor(ActorFacade):
         check_name("name", name)
         self._check_open("terminate_child")
         bound = self._op_bound(timeout, name, "stop", "terminate_child")
-        ref = self._actor.terminate_child.remote(name)
+        ref: ObjectRef[None] = self._actor.terminate_child.remote(name)
         self._ask(ref, timeout=bound, method="terminate_child")
 
     def restart_child_async(self, name: str) -> ObjectRef[dict[str, Any]]:
@@ -644,7 +644,7 @@ class Supervisor(ActorFacade):
         check_name("name", name)
         self._check_open("restart_child")
         bound = self._op_bound(timeout, name, "start", "restart_child")
-        ref = self._actor.restart_child.remote(name)
+        ref: ObjectRef[dict[str, Any]] = self._actor.restart_child.remote(name)
         entry: dict[str, Any] = self._ask(ref, timeout=bound, method="restart_child")
         return entry
 
@@ -668,7 +668,7 @@ class Supervisor(ActorFacade):
         """
         check_name("name", name)
         self._check_open("delete_child")
-        ref = self._actor.delete_child.remote(name)
+        ref: ObjectRef[None] = self._actor.delete_child.remote(name)
         self._ask(ref, timeout=timeout, method="delete_child")
 
     # ---------------------------------------------------------------- lifecycle
