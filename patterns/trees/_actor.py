@@ -446,13 +446,13 @@ class SupervisorActor:
         The restart is left to the caller (or the monitor loop): the child reads
         ``"restarting"`` (or ``"stopped"``) when this returns.
         """
-        child = self._children.get(name)
-        if child is None or child.handle is not handle:
-            return False
-        normal, reason = await asyncio.to_thread(classify_exit, actor_id_hex(handle), exc)
         async with self._lock:
-            if self._children.get(name) is not child or child.handle is not handle:
-                return False  # handled meanwhile (a health check, a stop)
+            child = self._children.get(name)
+            if child is None or child.handle is not handle:
+                return False  # handled meanwhile (a health check, a caller's report, a stop)
+            # Under the lock: classifying reads and deletes the child's normal-exit
+            # marker, so two reports of one death must not both read it.
+            normal, reason = await asyncio.to_thread(classify_exit, actor_id_hex(handle), exc)
             await self._apply_exit(name, NORMAL if normal else ABNORMAL, reason)
         return True
 
