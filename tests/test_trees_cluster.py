@@ -27,6 +27,7 @@ from patterns import (
     ChildSpec,
     ChildStartError,
     ChildStateError,
+    DirectoryStore,
     DuplicateChildError,
     FacadeClosedError,
     RemoteCallError,
@@ -276,6 +277,25 @@ def test_a_tree_whose_child_cannot_start_is_not_started(ray_cluster: dict, tmp_p
     assert _events(log, "start") == ["cache"]
     with pytest.raises(ValueError, match="no live Supervisor actor named 'broken-tree'"):
         Supervisor.attach("broken-tree")
+
+
+def test_children_restore_what_was_saved_under_the_key_layout(
+    ray_cluster: dict, tmp_path: Path
+) -> None:
+    # The layout is the library's (member_key): {key}/{child}, and {key}/{team}/{child}
+    # below a nested supervisor, as it always was for trees: older checkpoints restore.
+    store = DirectoryStore(tmp_path)
+    store.save("shop/cache", {"count": 7}, 1)
+    store.save("shop/team/ledger", {"count": 11}, 4)
+    with Supervisor(
+        [ChildSpec("cache", Keeper), SupervisorSpec("team", [ChildSpec("ledger", Keeper)])],
+        store=store,
+        key="shop",
+    ) as sup:
+        assert sup.key == "shop"
+        assert sup.call("cache", "value") == 7 and sup.call("team/ledger", "value") == 11
+        sup.call("cache", "add", 1)
+    assert store.load("shop/cache").state == {"count": 8}  # snapshotted on its way out
 
 
 def test_a_restarting_child_is_waited_for_within_the_timeout(ray_cluster: dict) -> None:
