@@ -45,7 +45,7 @@ from patterns._calls import wait_until_dead
 from patterns._checkpointer import Checkpointer, member_key
 from patterns._ray_internals import actor_id_hex, ask_actor_to_exit, ready_ref, run_in_actor
 from patterns.checkpointing import CheckpointStore
-from patterns.errors import CallTimeoutError, PatternError
+from patterns.errors import PatternError
 from patterns.trees._errors import (
     ChildStartError,
     ChildStateError,
@@ -594,8 +594,12 @@ class SupervisorActor:
         why = f": {self._reason}" if self._reason else ""
         raise TreeFailedError(f"refused: {self._myself()} is {self._state}{why}")
 
-    async def _running(self, name: str, deadline: float | None) -> _Child:
-        """The child ``name`` once it runs: waits while it (or the tree) starts or restarts."""
+    async def _running(self, name: str, deadline: float | None) -> _Child | None:
+        """The child ``name`` once it runs: waits while it (or the tree) starts or restarts.
+
+        None if it was not running by ``deadline``: a reply, not an error, so that a
+        caller whose own timeout fired first leaves no unfetched error behind.
+        """
         while True:
             if self._state != BOOTING:
                 self._refuse_unless_serving()
@@ -610,22 +614,22 @@ class SupervisorActor:
                     "(restart_child() starts a stopped child again)"
                 )
             if deadline is not None and time.monotonic() >= deadline:
-                raise CallTimeoutError(
-                    f"got no running child {self._path_of(name)!r} within the call's timeout "
-                    f"(it is {state})"
-                )
+                return None
             await asyncio.sleep(_LOOKUP_POLL_S)
 
-    async def child(self, path: str, wait_s: float | None) -> ActorHandle[Any]:
+    async def child(self, path: str, wait_s: float | None) -> ActorHandle[Any] | None:
         """The handle of the running child at ``path`` (``"name"`` or ``"team/name"``).
 
         A child that is starting or restarting is waited for, at most ``wait_s`` seconds
-        (None: no bound): a lookup right after a crash gets the new process.
+        (None: no bound): a lookup right after a crash gets the new process. None if it
+        was not running within ``wait_s``.
         """
         name, _, rest = path.partition(PATH_SEPARATOR)
         deadline = None if wait_s is None else time.monotonic() + wait_s
         while True:
             child = await self._running(name, deadline)
+            if child is None:
+                return None
             handle: Any = child.handle
             if not rest:
                 return handle  # type: ignore[no-any-return]
@@ -636,7 +640,7 @@ class SupervisorActor:
                 )
             left = None if deadline is None else _remaining(deadline)
             try:
-                found: ActorHandle[Any] = await asyncio.wait_for(
+                found: ActorHandle[Any] | None = await asyncio.wait_for(
                     handle.child.remote(rest, left), left
                 )
             except ActorUnavailableError:
@@ -646,9 +650,8 @@ class SupervisorActor:
                 # The child supervisor died under the lookup: wait for its restart.
                 await self._died(name, handle, exc)
                 continue
-            except TimeoutError as exc:
-                msg = f"got no running child {self._path_of(path)!r} within the call's timeout"
-                raise CallTimeoutError(msg) from exc
+            except TimeoutError:
+                return None
             except Exception as exc:
                 _reraise(exc)
                 raise

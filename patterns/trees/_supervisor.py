@@ -23,7 +23,7 @@ from patterns._checks import check_name, describe
 from patterns._facade import ActorFacade, check_facade_timeout
 from patterns._ray_internals import actor_id_hex
 from patterns.checkpointing import CheckpointStore
-from patterns.errors import ActorLostError, PatternError
+from patterns.errors import ActorLostError, CallTimeoutError, PatternError
 from patterns.trees._actor import SERVING, RemoteSupervisorActor, remote_cause
 from patterns.trees._errors import ChildStartError
 from patterns.trees._specs import (
@@ -417,11 +417,19 @@ class Supervisor(ActorFacade):
         return result
 
     # ---------------------------------------------------------------- children
-    def child_async(self, path: str, *, timeout: object = DEFAULT) -> ObjectRef[ActorHandle[Any]]:
-        """Ask for `child` and return an ObjectRef at once (``timeout`` bounds the lookup)."""
+    def child_async(
+        self, path: str, *, timeout: object = DEFAULT
+    ) -> ObjectRef[ActorHandle[Any] | None]:
+        """Ask for `child` and return an ObjectRef at once.
+
+        It resolves to the handle, or to None if the child was not running within
+        ``timeout`` (where `child` raises `patterns.CallTimeoutError`).
+        """
         path = _check_path(path)
         self._check_open("child_async")
-        ref: ObjectRef[ActorHandle[Any]] = self._actor.child.remote(path, self._seconds(timeout))
+        ref: ObjectRef[ActorHandle[Any] | None] = self._actor.child.remote(
+            path, self._seconds(timeout)
+        )
         return ref
 
     def child(self, path: str, *, timeout: object = DEFAULT) -> ActorHandle[Any]:
@@ -449,8 +457,15 @@ class Supervisor(ActorFacade):
     def _lookup(self, path: str, *, timeout: object, method: str) -> ActorHandle[Any]:
         path = _check_path(path)
         self._check_open(method)
-        ref: ObjectRef[ActorHandle[Any]] = self._actor.child.remote(path, self._seconds(timeout))
-        found: ActorHandle[Any] = self._ask(ref, timeout=timeout, method=method)
+        seconds = self._seconds(timeout)
+        ref: ObjectRef[ActorHandle[Any] | None] = self._actor.child.remote(path, seconds)
+        found: ActorHandle[Any] | None = self._ask(ref, timeout=timeout, method=method)
+        if found is None:
+            msg = (
+                f"{self._who}: {method} got no running child {path!r} within {seconds or 0:g} s "
+                "(it is starting or restarting)"
+            )
+            raise CallTimeoutError(msg)
         kept = self._handles.get(path)
         if kept is not None and actor_id_hex(kept) == actor_id_hex(found):
             return kept  # the same actor: the same handle object as last time

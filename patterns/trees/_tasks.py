@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import ray
-from ray.exceptions import RayTaskError
 
 from patterns._calls import DEFAULT_TIMEOUT_S, get
 from patterns._checks import check_int, check_positive_float, describe
@@ -74,14 +73,6 @@ def _cancel(refs: Iterable[Any], *, recursive: bool = False) -> None:
             ray.cancel(ref, force=True, recursive=recursive)
         except Exception:  # finished, or already cancelled
             pass
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """True if ``exc`` is, or was caused inside a task by, a `CallTimeoutError`."""
-    for candidate in (exc, exc.__cause__):
-        if isinstance(candidate, RayTaskError) and isinstance(candidate.cause, CallTimeoutError):
-            return True
-    return isinstance(exc, CallTimeoutError) and not isinstance(exc, RayTaskError)
 
 
 def tree_reduce(
@@ -179,6 +170,17 @@ def _solve_here(
     return combine([_solve_here(part, split, solve, combine) for part in parts])
 
 
+class _OutOfTime:
+    """What a task of `divide_and_conquer` returns when the budget ran out below it.
+
+    A reply, not an exception: the caller may have given up at the same deadline, and
+    an error nobody fetches is logged by Ray as unhandled.
+    """
+
+    def __init__(self, depth: int, waited_for: int) -> None:
+        self.depth, self.waited_for = depth, waited_for
+
+
 @ray.remote
 def _divide(
     problem: Any,
@@ -204,14 +206,12 @@ def _divide(
     # deadline is wall-clock time: the tasks may run on other hosts.
     left = None if deadline is None else max(0.001, deadline - time.time())
     try:
-        return combine(ray.get(refs, timeout=left))
+        solutions = ray.get(refs, timeout=left)
     except ray.exceptions.GetTimeoutError:
         _cancel(refs, recursive=True)
-        msg = (
-            f"divide_and_conquer: a task at depth {depth} waited for its {len(refs)} "
-            "subtasks past the budget (they were cancelled)"
-        )
-        raise CallTimeoutError(msg) from None
+        return _OutOfTime(depth, len(refs))
+    below = next((s for s in solutions if isinstance(s, _OutOfTime)), None)
+    return below if below is not None else combine(solutions)
 
 
 def divide_and_conquer(
@@ -271,15 +271,23 @@ def divide_and_conquer(
     deadline = None if budget is None else time.time() + budget
     task = _divide.options(**options) if options else _divide
     root = task.remote(problem, split, solve, combine, 0, max_depth, options, deadline)
+    result: Any = _OutOfTime(0, 0)
     try:
-        result: T = get(root, timeout=budget, who="divide_and_conquer", method="the recursion")
-    except PatternError as exc:
+        result = get(root, timeout=budget, who="divide_and_conquer", method="the recursion")
+    except CallTimeoutError:
+        _cancel([root], recursive=True)  # result stays "out of time"
+    except PatternError:
         _cancel([root], recursive=True)
-        if not _timed_out(exc):
-            raise
-        msg = (
-            f"divide_and_conquer: no result within budget_s={budget:g} s (the tasks still "
-            "running were cancelled)"
+        raise
+    if isinstance(result, _OutOfTime):
+        where = (
+            f": a task at depth {result.depth} waited for its {result.waited_for} subtasks"
+            if result.waited_for
+            else ""
         )
-        raise CallTimeoutError(msg) from None
-    return result
+        msg = (
+            f"divide_and_conquer: no result within budget_s={budget:g} s{where} (the tasks "
+            "still running were cancelled)"
+        )
+        raise CallTimeoutError(msg)
+    return result  # type: ignore[no-any-return]
