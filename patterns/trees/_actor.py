@@ -673,9 +673,13 @@ class SupervisorActor:
             if not isinstance(child.spec, SupervisorSpec):
                 return False
             try:
-                return bool(await handle.check_child.remote(rest, actor_id))
-            except ActorUnavailableError:
-                return False
+                return bool(
+                    await asyncio.wait_for(
+                        handle.check_child.remote(rest, actor_id), ESCALATION_TIMEOUT_S
+                    )
+                )
+            except (ActorUnavailableError, TimeoutError):
+                return False  # unreachable or slow: its health checks will tell
             except RayActorError as exc:  # the supervisor in between is dead itself
                 return await self._died(name, handle, exc)
         if actor_id_hex(handle) != actor_id:
