@@ -322,6 +322,11 @@ def test_kill_crashes_the_root_and_ray_brings_the_tree_back_from_the_store(
         timeout=TIMEOUT,
     ) as sup:
         saved = _count_after_snapshot(sup, "team", "a", 4)
+        # A poison call two levels down: reported through the middle supervisor, the
+        # leaf restarts from its snapshot and serves the next call.
+        with pytest.raises(ActorLostError, match=r"call\('team/a', 'explode'\)"):
+            sup.call("team/a", "explode")
+        assert sup.call("team/a", "value") == saved
         before = tree_pids(sup.tree())
         sup.kill()  # the crash simulation: the root's process dies, its tree with it
 
