@@ -387,6 +387,7 @@ def test_a_stuck_task_in_tree_reduce_is_a_timeout_and_is_cancelled(
     with pytest.raises(CallTimeoutError, match=r"tree_reduce: no result within budget_s=3 s"):
         tree_reduce(range(8), _Stuck(str(pid_file), trap=5), fan_in=2, budget_s=3)
     assert time.monotonic() - started < 3 + 30  # the budget, and the cancel's slack
+    assert pid_file.exists(), "the stuck task never ran: nothing was checked"
     wait_until(lambda: _process_gone(pid_file), "the stuck task's process stopped")
     assert tree_reduce(range(8), sum, fan_in=2, budget_s=TIMEOUT) == 28  # the CPU is free
 
@@ -395,15 +396,19 @@ def test_a_stuck_task_in_divide_and_conquer_is_a_timeout_and_is_cancelled(
     ray_cluster: dict, tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "pid"
-    with pytest.raises(CallTimeoutError, match="divide_and_conquer: no result within budget_s=3"):
+    with pytest.raises(
+        CallTimeoutError,
+        match=r"divide_and_conquer: no result within budget_s=5 s: a task at depth 0 waited",
+    ):
         divide_and_conquer(
             list(range(40)),
             split=_halves,
             solve=_Stuck(str(pid_file), trap=7),
             combine=sum,
-            max_depth=2,
-            budget_s=3,
+            max_depth=1,  # three tasks: the one that gets stuck starts well within the budget
+            budget_s=5,
         )
+    assert pid_file.exists(), "the stuck task never ran: nothing was checked"
     wait_until(lambda: _process_gone(pid_file), "the stuck task's process stopped")
     with pytest.raises(RemoteCallError, match="divide_and_conquer: the recursion raised"):
         divide_and_conquer(3, split=lambda n: [], solve=lambda n: 1 / 0, combine=sum)
