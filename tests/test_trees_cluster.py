@@ -396,10 +396,9 @@ def test_a_stuck_task_in_divide_and_conquer_is_a_timeout_and_is_cancelled(
     ray_cluster: dict, tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "pid"
-    with pytest.raises(
-        CallTimeoutError,
-        match=r"divide_and_conquer: no result within budget_s=5 s: a task at depth 0 waited",
-    ):
+    # Whichever gives up first at the deadline, the waiting task (which then names its
+    # depth) or the caller, the caller gets CallTimeoutError.
+    with pytest.raises(CallTimeoutError, match=r"divide_and_conquer: no result within budget_s=5"):
         divide_and_conquer(
             list(range(40)),
             split=_halves,
