@@ -39,6 +39,7 @@ __all__ = [
     "check_supervisor_options",
     "check_tree",
     "start_budget_s",
+    "supervisor_actor_defaults",
 ]
 
 # What a SupervisorSpec accepts besides its name and children, and its defaults.
@@ -414,14 +415,18 @@ class SupervisorSpec:
         return f"SupervisorSpec({self.name!r}, [{names}], strategy={self.config.strategy!r})"
 
 
-def check_supervisor_actor_options(actor_options: object, *, child: bool) -> dict[str, Any]:
-    """Options of a supervisor's own actor: it only waits, so it asks for no CPU by default.
+def supervisor_actor_defaults(*, child: bool) -> dict[str, Any]:
+    """A supervisor's own actor only waits, so it asks for no CPU by default.
 
     A root supervisor is restarted by Ray (``max_restarts=-1``) and starts its tree
     again; a supervisor that is a child is restarted by its parent instead.
     """
-    defaults: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0 if child else -1}
-    options = check_actor_options(actor_options, defaults=defaults)
+    return {"num_cpus": 0, "max_restarts": 0 if child else -1}
+
+
+def check_supervisor_actor_options(actor_options: object, *, child: bool) -> dict[str, Any]:
+    """Options of a supervisor's own actor, over `supervisor_actor_defaults`."""
+    options = check_actor_options(actor_options, defaults=supervisor_actor_defaults(child=child))
     if child:
         # The parent owns restarts, as for any child.
         if options.get("max_restarts", 0) != 0:

@@ -12,8 +12,7 @@ from ray.actor import ActorHandle
 from patterns._actors import (
     attach_named,
     bind_options,
-    check_actor_options,
-    check_naming,
+    check_options_and_naming,
     make_actor,
     rebuild,
 )
@@ -33,9 +32,9 @@ from patterns.trees._specs import (
     SupervisorConfig,
     SupervisorSpec,
     check_children,
-    check_supervisor_actor_options,
     check_tree,
     start_budget_s,
+    supervisor_actor_defaults,
 )
 
 __all__ = ["Supervisor"]
@@ -186,15 +185,11 @@ class Supervisor(ActorFacade):
         timeout: Any = DEFAULT,
     ) -> None:
         seconds = check_facade_timeout(timeout)
-        if actor_options is not None and not isinstance(actor_options, Mapping):
-            check_actor_options(actor_options)  # raises its TypeError
-        given = dict(actor_options or {})
-        name, namespace = check_naming(name, namespace, given, facade="Supervisor")
-        if name is not None:
-            given["name"] = name
-        if namespace is not None:
-            given["namespace"] = namespace
-        options = check_supervisor_actor_options(given, child=False)
+        defaults = supervisor_actor_defaults(child=False)
+        options, name, namespace, naming = check_options_and_naming(
+            actor_options, name, namespace, defaults=defaults, facade="Supervisor"
+        )
+        options.update(naming)
         root = name or _UNNAMED
         specs = check_children(children, what="children")
         check_tree(specs, root=root)
