@@ -108,8 +108,8 @@ def test_bench_tree_reduce_vs_flat(benchmark: Any, ray_cluster: dict, leaves: in
     floor = _Floor(floats)
     cases: dict[str, Callable[[list[Any]], Any]] = {
         "flat": _flat,
-        "tree_fan_in_4": lambda refs: tree_reduce(refs, _add, fan_in=4, timeout=TIMEOUT),
-        "tree_fan_in_16": lambda refs: tree_reduce(refs, _add, fan_in=16, timeout=TIMEOUT),
+        "tree_fan_in_4": lambda refs: tree_reduce(refs, _add, fan_in=4, budget_s=TIMEOUT),
+        "tree_fan_in_16": lambda refs: tree_reduce(refs, _add, fan_in=16, budget_s=TIMEOUT),
     }
     benchmark.group = "trees: tree_reduce vs ray.get + sum, 1 MiB leaves"
     result = benchmark.pedantic(
@@ -177,21 +177,23 @@ class Ledger:
 @pytest.fixture(scope="module")
 def supervised(ray_cluster: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     # Ledger travels by value: benchmarks/conftest.py registers this package for it.
-    sup = Supervisor(
+    with Supervisor(
         [ChildSpec("ledger", Ledger)],
         health_check_interval_s=0.5,
         max_restarts=100,
         within_s=1.0,
         store=DirectoryStore(tmp_path_factory.mktemp("bench-trees-store")),
-    )
-    try:
+        timeout=TIMEOUT,
+    ) as sup:
         yield sup
-    finally:
-        sup.shutdown()
 
 
 def _answering(sup: Supervisor, old_pid: int) -> tuple[Any, int]:
-    """Poll until the child answers from a new process; its handle and the total it restored."""
+    """Poll until the child answers from a new process; its handle and the total it restored.
+
+    Through the child's handle, not `Supervisor.call`: a call that sees the child die
+    tells the supervisor at once, and this measures the supervisor's own detection.
+    """
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
         try:
@@ -330,7 +332,7 @@ def test_bench_nested_recursion(benchmark: Any, ray_cluster: dict, depth: int) -
 
     def bounded() -> tuple[int, frozenset[int]]:
         return divide_and_conquer(
-            xs, split=_halves, solve=_solve, combine=_combine, max_depth=1, timeout=TIMEOUT
+            xs, split=_halves, solve=_solve, combine=_combine, max_depth=1, budget_s=TIMEOUT
         )
 
     smoke = _smoke(benchmark)

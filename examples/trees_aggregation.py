@@ -43,7 +43,7 @@ def main() -> None:
 
     # --8<-- [start:tree]
     start = time.perf_counter()
-    total = tree_reduce(refs, add_all, fan_in=8, timeout=TIMEOUT)  # 128 -> 16 -> 2 -> 1
+    total = tree_reduce(refs, add_all, fan_in=8, budget_s=TIMEOUT)  # 128 -> 16 -> 2 -> 1
     tree_s = time.perf_counter() - start
 
     np.testing.assert_array_equal(total, flat)  # the same histogram, to the last count

@@ -61,7 +61,7 @@ def recursion(depth: int) -> tuple[int, int]:
     assert total == sum(xs)
 
     bounded_total, bounded_pids = divide_and_conquer(
-        xs, split=halves, solve=solve, combine=combine, max_depth=1, timeout=TIMEOUT
+        xs, split=halves, solve=solve, combine=combine, max_depth=1, budget_s=TIMEOUT
     )  # tasks for the first level only: the rest runs inside them
     assert bounded_total == total
     # --8<-- [end:compare]

@@ -1,4 +1,4 @@
-"""A supervision tree: start it, kill a leaf, hang one, watch a subtree give up.
+"""A supervision tree: start it, kill a leaf, hang one, poison one, watch a subtree give up.
 
 Run it with ``python examples/trees_supervisor.py``; the tutorial page
 ``tutorials/patterns/actor-trees.md`` shows its sections.
@@ -13,9 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import ray
-
-from patterns import ChildSpec, DirectoryStore, Supervisor, SupervisorSpec
+from patterns import ActorLostError, ChildSpec, DirectoryStore, Supervisor, SupervisorSpec
 
 TIMEOUT = 120  # seconds: no wait in the examples is unbounded
 
@@ -29,6 +27,8 @@ class Stage:
         self.seen = 0
 
     def process(self, items: int) -> int:
+        if items < 0:
+            os._exit(1)  # a bad input crashes the process, as a native library might
         self.seen += items
         return self.seen
 
@@ -58,7 +58,7 @@ def build(store_dir: str) -> Supervisor:
             ChildSpec("writer", Stage, args=("writer",)),  # needs parser
         ],
         strategy="rest_for_one",  # a stage restarts with every stage after it
-        max_restarts=3,
+        max_restarts=5,
         within_s=30,
         health_check_interval_s=0.5,
         health_check_timeout_s=1.5,  # silent that long: hung (a busy host answers slowly)
@@ -81,20 +81,10 @@ def build(store_dir: str) -> Supervisor:
     return root
 
 
-def leaf(root: Supervisor, branch: str, name: str) -> Any:
-    """The handle of a leaf: ask the root for the branch, the branch for the leaf."""
-
-    def ask() -> Any:
-        return ray.get(root.child(branch).child.remote(name), timeout=TIMEOUT).get("ok")
-
-    return wait_for(ask, f"{branch}/{name} running")
-
-
 def branch_pids(root: Supervisor, branch: str) -> dict[str, int | None]:
-    return {
-        c["name"]: c["pid"]
-        for c in ray.get(root.child(branch).which_children.remote(), timeout=TIMEOUT)
-    }
+    """The pid of each child of ``branch`` (None while it restarts)."""
+    entry = next(c for c in root.tree()["children"] if c["name"] == branch)
+    return {c["name"]: c["pid"] for c in entry["children"]}
 
 
 def wait_for(check: Callable[[], Any], what: str) -> Any:
@@ -129,8 +119,7 @@ def show_tree(root: Supervisor) -> None:
 
 def crash(root: Supervisor) -> None:
     # --8<-- [start:crash]
-    parser = leaf(root, "pipeline", "parser")
-    ray.get(parser.process.remote(40), timeout=TIMEOUT)
+    root.call("pipeline/parser", "process", 40)  # a child of a child: its path
     time.sleep(1.5)  # a health check or two: the count is in the store now
 
     before = branch_pids(root, "pipeline")
@@ -143,7 +132,7 @@ def crash(root: Supervisor) -> None:
 
     after = wait_for(restarted, "parser and writer back")
     assert after["reader"] == before["reader"]  # before the crash in start order: untouched
-    assert ray.get(leaf(root, "pipeline", "parser").process.remote(0), timeout=TIMEOUT) == 40
+    assert root.call("pipeline/parser", "process", 0) == 40  # the new process, restored
     # --8<-- [end:crash]
     print(f"parser and writer restarted, reader kept pid {after['reader']}; parser restored 40")
 
@@ -151,19 +140,35 @@ def crash(root: Supervisor) -> None:
 def hang(root: Supervisor) -> None:
     # --8<-- [start:hang]
     before = branch_pids(root, "pipeline")
-    leaf(root, "pipeline", "writer").stall.remote()  # Ray alone would never notice
+    root.call_async("pipeline/writer", "stall")  # sent, never answered: Ray would never notice
     sent = time.time()
     wait_for(
         lambda: branch_pids(root, "pipeline")["writer"] not in (None, before["writer"]),
         "the stalled writer replaced",
     )
-    entries = ray.get(root.child("pipeline").which_children.remote(), timeout=TIMEOUT)
-    writer = next(e for e in entries if e["name"] == "writer")
+    pipeline = next(c for c in root.tree()["children"] if c["name"] == "pipeline")
+    writer = next(e for e in pipeline["children"] if e["name"] == "writer")
     print(f"{writer['last_exit']!r}, {writer['exited_at'] - sent:.1f} s after the stall")
     # 'hung: no answer to a health check within 1.5 s, killed', 1.9 s after the stall
     # --8<-- [end:hang]
     assert writer["last_exit"].startswith("hung")
     assert branch_pids(root, "pipeline")["parser"] == before["parser"]  # the last stage: alone
+
+
+def poison(root: Supervisor) -> None:
+    before = branch_pids(root, "pipeline")
+    # --8<-- [start:poison]
+    try:
+        root.call("pipeline/writer", "process", -1)  # the input that crashes the writer
+    except ActorLostError as error:
+        print(error)
+    # Supervisor 'tour': call('pipeline/writer', 'process') did not complete: the actor
+    # died under it and Ray will not retry it (...) The supervisor restarts the child as
+    # its restart type says; the call is not sent again.
+    assert root.call("pipeline/writer", "process", 5) == 5  # a new writer serves the next
+    # --8<-- [end:poison]
+    after = branch_pids(root, "pipeline")
+    assert after["writer"] != before["writer"] and after["parser"] == before["parser"]
 
 
 def escalate(root: Supervisor) -> None:
@@ -186,19 +191,24 @@ def escalate(root: Supervisor) -> None:
     assert pipeline["pid"] == first["pipeline"]["pid"]  # the other branch never noticed
 
 
+def tour(root: Supervisor) -> None:
+    show_tree(root)
+    crash(root)
+    hang(root)
+    poison(root)
+    escalate(root)
+    show_tree(root)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="trees-example-") as store_dir:
-        root = build(store_dir)
-        try:
-            show_tree(root)
-            crash(root)
-            hang(root)
-            escalate(root)
-            show_tree(root)
-        finally:
-            # --8<-- [start:shutdown]
-            root.shutdown()  # children before parents, the last started first
-            # --8<-- [end:shutdown]
+        # --8<-- [start:close]
+        with build(store_dir) as root:  # root.close() when the block ends, even on an error
+            tour(root)
+        # close() stopped the children before their parents, the last started first, then
+        # the root, and returned once Ray reported every actor of the tree dead.
+        # --8<-- [end:close]
+        assert root.closed
 
 
 if __name__ == "__main__":

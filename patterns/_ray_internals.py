@@ -16,8 +16,14 @@ __all__ = [
     "actor_id_hex",
     "actor_processes",
     "actor_table_ids",
+    "ask_actor_to_exit",
+    "kv_delete",
+    "kv_get",
+    "kv_put",
     "plain_class_of",
+    "ready_ref",
     "refresh_auth_config",
+    "run_in_actor",
     "token_auth_enabled",
     "token_from_loader",
 ]
@@ -140,3 +146,64 @@ def actor_processes(handles: list[Any]) -> list[tuple[str, str, int]]:
         if pid > 0 and node:
             found.append((str(node), str(address.get("IPAddress") or ""), pid))
     return found
+
+
+# --- used by the actor trees (patterns.trees) ---------------------------------------------
+
+
+def run_in_actor(handle: Any, fn: Any, *args: Any) -> Any:
+    """Run ``fn(instance, *args)`` inside the actor behind ``handle``; return its ObjectRef.
+
+    Why: a supervisor asks each child it starts for its pid, node and host, whatever the
+    child's class; the class need not offer a method for it. Ray's ``__ray_call__`` runs
+    a function in any actor.
+    """
+    return handle.__ray_call__.remote(fn, *args)
+
+
+def ready_ref(handle: Any) -> Any:
+    """An ObjectRef that resolves once the actor has started, or fails once it is dead.
+
+    Why: the cheapest call every actor answers (a supervisor's health check of a child
+    without ``snapshot()``, and the wait for a stopping child to be gone); Ray's
+    ``__ray_ready__`` needs no method of the user's class.
+    """
+    return handle.__ray_ready__.remote()
+
+
+def ask_actor_to_exit(handle: Any) -> Any:
+    """Ask the actor to exit once the calls queued before this one are done (no kill).
+
+    Why: a supervisor stops a child gracefully first (its ``atexit`` handlers run), and
+    kills it only if it does not end within its ``shutdown_timeout_s``; Ray's public
+    API has only ``ray.kill``. ``__ray_terminate__`` is what ``exit_actor`` uses.
+    """
+    return handle.__ray_terminate__.remote()
+
+
+def kv_put(key: bytes, value: bytes, *, namespace: str) -> None:
+    """Store ``value`` under ``key`` in the cluster's key-value store (the GCS).
+
+    Why: a supervised child that ends normally (`patterns.trees.exit_normally`) leaves
+    a marker its supervisor reads after the death; the marker must outlive the child's
+    process, and the GCS's store is the one every process of the cluster reaches
+    without a store of its own. Ray exposes it only as ``_internal_kv_*``.
+    """
+    from ray.experimental import internal_kv
+
+    internal_kv._internal_kv_put(key, value, overwrite=True, namespace=namespace)
+
+
+def kv_get(key: bytes, *, namespace: str) -> bytes | None:
+    """The value under ``key`` in the cluster's key-value store (None if absent). See `kv_put`."""
+    from ray.experimental import internal_kv
+
+    value: bytes | None = internal_kv._internal_kv_get(key, namespace=namespace)
+    return value
+
+
+def kv_delete(key: bytes, *, namespace: str) -> None:
+    """Delete ``key`` from the cluster's key-value store. See `kv_put`."""
+    from ray.experimental import internal_kv
+
+    internal_kv._internal_kv_del(key, namespace=namespace)

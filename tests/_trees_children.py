@@ -17,6 +17,7 @@ import ray
 import ray.cloudpickle
 
 from patterns import Supervisor, exit_normally
+from patterns._ray_internals import ready_ref
 
 TIMEOUT = 60.0  # seconds, for every single wait
 
@@ -48,6 +49,9 @@ class Keeper:
 
     def finish(self, reason: str = "done") -> None:
         exit_normally(reason)
+
+    def explode(self) -> None:
+        os._exit(1)  # a poison call: its process dies on every attempt
 
 
 class Plain:
@@ -109,7 +113,7 @@ def running(sup: Supervisor, names: list[str]) -> dict[str, int] | None:
 def is_dead(handle: Any) -> bool:
     """True if the actor behind ``handle`` is gone for good."""
     try:
-        ray.get(handle.__ray_ready__.remote(), timeout=TIMEOUT)
+        ray.get(ready_ref(handle), timeout=TIMEOUT)
     except ray.exceptions.RayActorError:
         return True
     return False

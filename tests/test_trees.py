@@ -16,7 +16,20 @@ from collections.abc import Iterator
 import pytest
 import ray
 
-from patterns import ChildSpec, Supervisor, SupervisorSpec, divide_and_conquer, tree_reduce
+from patterns import (
+    ChildSpec,
+    ChildStartError,
+    ChildStateError,
+    DuplicateChildError,
+    PatternError,
+    Supervisor,
+    SupervisorSpec,
+    TreeError,
+    TreeFailedError,
+    UnknownChildError,
+    divide_and_conquer,
+    tree_reduce,
+)
 from patterns.trees._policy import (
     ABNORMAL,
     NORMAL,
@@ -279,6 +292,16 @@ def a_function() -> None:
         ({"store": "/tmp/snapshots"}, TypeError, "wrap it, e.g. store=DirectoryStore"),
         ({"name": ""}, ValueError, "'name' must be a non-empty str"),
         ({"actor_options": {"num_cpus": "x"}}, (TypeError, ValueError), "actor_options"),
+        ({"actor_options": [("num_cpus", 0)]}, TypeError, "'actor_options' must be a dict"),
+        (
+            {"actor_options": {"name": "root"}},
+            ValueError,
+            "'actor_options' may not set 'name': pass name='root' to Supervisor(...)",
+        ),
+        ({"namespace": "ns"}, ValueError, "'namespace' only applies to a named Supervisor"),
+        ({"timeout": 0}, ValueError, "'timeout' must be a finite number > 0, got 0.0"),
+        ({"timeout": "1"}, TypeError, "'timeout' must be"),
+        ({"key": "tree"}, ValueError, "'key' only applies to a supervisor with a 'store'"),
     ],
 )
 def test_supervisor_refuses_bad_options(
@@ -313,6 +336,7 @@ def test_supervisor_refuses_bad_options(
             "must share its supervisor's fate",
         ),
         (("w", Worker), {"actor_options": {"no_such_option": 1}}, ValueError, "refused by Ray"),
+        (("team/w", Worker), {}, ValueError, "'name' may not contain '/'"),
     ],
 )
 def test_child_spec_refuses_bad_arguments(
@@ -384,6 +408,22 @@ def test_supervisor_spec_checks_its_options() -> None:
     assert spec.restart == "permanent" and spec.config.health_check_timeout_s == 1.0
 
 
+def test_a_supervisor_spec_name_may_not_hold_the_path_separator() -> None:
+    with pytest.raises(ValueError, match="'name' may not contain '/'"):
+        SupervisorSpec("a/b", [ChildSpec("w", Worker)])
+
+
+def test_the_tree_errors_are_pattern_errors_and_keep_a_builtin_base_where_it_reads_well() -> None:
+    for error in (ChildStartError, ChildStateError, TreeFailedError):
+        assert issubclass(error, TreeError) and issubclass(error, PatternError)
+    # A name the tree does not know is a lookup that failed; a name it has already is a
+    # value that clashes with its state: both still PatternErrors (and RuntimeErrors).
+    assert issubclass(UnknownChildError, LookupError) and issubclass(UnknownChildError, TreeError)
+    assert issubclass(DuplicateChildError, ValueError)
+    assert issubclass(DuplicateChildError, TreeError)
+    assert issubclass(TreeError, RuntimeError)
+
+
 def test_task_helpers_check_their_arguments() -> None:
     with pytest.raises(TypeError, match="'fn' must be a callable"):
         tree_reduce([1, 2], "sum")  # type: ignore[arg-type]
@@ -395,3 +435,7 @@ def test_task_helpers_check_their_arguments() -> None:
         divide_and_conquer(1, split=list, solve=abs, combine=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'max_depth' must be an int >= 0"):
         divide_and_conquer(1, split=list, solve=abs, combine=sum, max_depth=-1)
+    with pytest.raises(ValueError, match=r"'budget_s' must be a finite number > 0, got 0\.0"):
+        tree_reduce([1, 2], sum, budget_s=0)
+    with pytest.raises(TypeError, match="'budget_s' must be"):
+        divide_and_conquer(1, split=list, solve=abs, combine=sum, budget_s="60")

@@ -9,9 +9,9 @@ One tree serves most tests (starting actors is the expensive part):
 
 every leaf a ``Keeper`` (a count with snapshot/restore) under a store, health checks
 every 0.3 s. A second, flat tree holds one child per restart type (health checks every
-second) for the hang and restart-type tests; the restart storm gets a tree of its own.
-Each test reads the PIDs it compares at its own start, so any test runs alone too; the
-shutdown test comes last. Every wait has a timeout.
+second) for the hang, restart-type and poison tests; the restart storm and the crash of
+the root get trees of their own. Each test reads the PIDs it compares at its own start,
+so any test runs alone too; the close test comes last. Every wait has a timeout.
 """
 
 from __future__ import annotations
@@ -22,9 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import ray
 
-from patterns import ChildSpec, DirectoryStore, Supervisor, SupervisorSpec
+from patterns import (
+    ActorLostError,
+    ChildSpec,
+    DirectoryStore,
+    Supervisor,
+    SupervisorSpec,
+    TreeFailedError,
+)
 from tests._trees_children import (
     TIMEOUT,
     Keeper,
@@ -66,39 +72,35 @@ def tree(ray_cluster: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         ],
         store=DirectoryStore(tmp_path_factory.mktemp("tree-store")),
         name="faults-tree",
+        timeout=TIMEOUT,
         **options,
     )
-    try:
+    with sup:
         yield sup
-    finally:
-        sup.shutdown()
 
 
-def _sub(tree: Supervisor, name: str) -> Any:
-    return tree.child(name, timeout=TIMEOUT)
+def _value(tree: Supervisor, sub: str, leaf: str) -> int:
+    """The leaf's count (waiting while it, or its supervisor, restarts)."""
+    return int(tree.call(f"{sub}/{leaf}", "value"))
 
 
-def _leaf(tree: Supervisor, sub: str, leaf: str) -> Any:
-    """The running leaf's handle (waiting if it, or its supervisor, is restarting)."""
-
-    def handle() -> Any:
-        return ray.get(_sub(tree, sub).child.remote(leaf), timeout=TIMEOUT).get("ok")
-
-    return wait_until(handle, f"{sub}/{leaf} running")
+def _sub_entries(tree: Supervisor, sub: str) -> list[dict[str, Any]]:
+    """The which_children() entries of the middle supervisor ``sub``."""
+    entry = next(c for c in tree.tree()["children"] if c["name"] == sub)
+    return list(entry["children"])
 
 
 def _sub_pids(tree: Supervisor, sub: str, names: list[str]) -> dict[str, int] | None:
     """The leaves' pids once they all run under ``sub``."""
-    entries = ray.get(_sub(tree, sub).which_children.remote(), timeout=TIMEOUT)
-    by_name = {e["name"]: e for e in entries}
-    if all(by_name[n]["state"] == "running" for n in names):
+    by_name = {e["name"]: e for e in _sub_entries(tree, sub)}
+    if all(n in by_name and by_name[n]["state"] == "running" for n in names):
         return {n: by_name[n]["pid"] for n in names}
     return None
 
 
 def _count_after_snapshot(tree: Supervisor, sub: str, leaf: str, n: int) -> int:
     """Add ``n`` to a leaf, then wait two intervals so a health check saved it."""
-    value = ray.get(_leaf(tree, sub, leaf).add.remote(n), timeout=TIMEOUT)
+    value = tree.call(f"{sub}/{leaf}", "add", n)
     time.sleep(3 * INTERVAL)
     return int(value)
 
@@ -127,9 +129,8 @@ def _kill_leaf_and_wait(
 def test_one_for_one_restarts_only_the_killed_child_with_its_state(tree: Supervisor) -> None:
     saved = _count_after_snapshot(tree, "solo", "a", 7)
     _kill_leaf_and_wait(tree, "solo", "a", ["a", "b"], changed={"a"})
-    assert ray.get(_leaf(tree, "solo", "a").value.remote(), timeout=TIMEOUT) == saved
-    entries = ray.get(_sub(tree, "solo").which_children.remote(), timeout=TIMEOUT)
-    a = next(e for e in entries if e["name"] == "a")
+    assert _value(tree, "solo", "a") == saved
+    a = next(e for e in _sub_entries(tree, "solo") if e["name"] == "a")
     assert a["restarts"] >= 1 and "crashed" in a["last_exit"]
 
 
@@ -137,13 +138,13 @@ def test_one_for_all_restarts_every_child(tree: Supervisor) -> None:
     saved = _count_after_snapshot(tree, "all", "b", 5)
     _kill_leaf_and_wait(tree, "all", "a", ["a", "b"], changed={"a", "b"})
     # b was stopped by its supervisor, which saved its snapshot on the way out.
-    assert ray.get(_leaf(tree, "all", "b").value.remote(), timeout=TIMEOUT) == saved
+    assert _value(tree, "all", "b") == saved
 
 
 def test_rest_for_one_restarts_the_child_and_those_after_it(tree: Supervisor) -> None:
     saved = _count_after_snapshot(tree, "rest", "b", 3)
     _kill_leaf_and_wait(tree, "rest", "b", ["a", "b", "c"], changed={"b", "c"})
-    assert ray.get(_leaf(tree, "rest", "b").value.remote(), timeout=TIMEOUT) == saved
+    assert _value(tree, "rest", "b") == saved
 
 
 def test_sigkill_of_a_middle_supervisor_brings_its_subtree_back(tree: Supervisor) -> None:
@@ -169,25 +170,25 @@ def test_sigkill_of_a_middle_supervisor_brings_its_subtree_back(tree: Supervisor
         else:
             assert after[path] == pid, f"{path} was restarted: only solo's subtree should be"
     # The new 'solo' restored its children from the store.
-    assert ray.get(_leaf(tree, "solo", "b").value.remote(), timeout=TIMEOUT) == saved
+    assert _value(tree, "solo", "b") == saved
 
 
-def test_shutdown_leaves_no_actor_of_the_tree_alive(tree: Supervisor) -> None:
+def test_close_leaves_no_actor_of_the_tree_alive(tree: Supervisor) -> None:
     wait_until(lambda: running(tree, ["solo", "all", "rest"]), "the middle supervisors")
     handles = [tree.actor]
     for sub, leaves in (("solo", "ab"), ("all", "ab"), ("rest", "abc")):
         wait_until(lambda s=sub, ls=leaves: _sub_pids(tree, s, list(ls)), f"{sub} running")
-        handles.append(_sub(tree, sub))
-        handles += [_leaf(tree, sub, leaf) for leaf in leaves]
+        handles.append(tree.child(sub))
+        handles += [tree.child(f"{sub}/{leaf}") for leaf in leaves]
     pids = [pid for pid in tree_pids(tree.tree(timeout=TIMEOUT)).values() if pid]
     assert len(handles) == len(pids) == 11
-    tree.shutdown(timeout=TIMEOUT)
-    assert all(is_dead(h) for h in handles), "an actor of the tree answered after shutdown()"
+    tree.close(timeout=TIMEOUT)
+    assert all(is_dead(h) for h in handles), "an actor of the tree answered after close()"
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
         time.sleep(0.1)  # a killed process may take a moment to be reaped
     alive = [p for p in pids if Path(f"/proc/{p}").exists()]
-    assert not alive, f"processes of the tree still alive after shutdown: {alive}"
+    assert not alive, f"processes of the tree still alive after close(): {alive}"
 
 
 # --- a small tree per promise ----------------------------------------------------------
@@ -206,18 +207,18 @@ def flat(ray_cluster: dict) -> Iterator[Supervisor]:
         health_check_interval_s=HANG_INTERVAL,
         health_check_timeout_s=HANG_TIMEOUT,
         max_restarts=10,  # the tests below restart children on purpose, quickly
+        within_s=30,
+        timeout=TIMEOUT,
     )
-    try:
+    with sup:
         yield sup
-    finally:
-        sup.shutdown()
 
 
 def test_a_hung_child_is_detected_within_two_intervals(flat: Supervisor) -> None:
     siblings = ["job", "once", "always"]
     before = wait_until(lambda: running(flat, ["worker", *siblings]), "the children")
     sent = time.time()
-    flat.child("worker", timeout=TIMEOUT).hang.remote()  # alive, silent from now on
+    flat.call_async("worker", "hang")  # alive, silent from now on
     after = wait_until(
         lambda: (p := running(flat, ["worker"])) and p["worker"] != before["worker"] and p,
         "the hung child replaced",
@@ -228,7 +229,7 @@ def test_a_hung_child_is_detected_within_two_intervals(flat: Supervisor) -> None
     assert entry["exited_at"] - sent <= 2 * HANG_INTERVAL, entry["exited_at"] - sent
     assert running(flat, siblings) == {n: before[n] for n in siblings}  # one_for_one
     assert after["worker"] != before["worker"]
-    assert ray.get(flat.child("worker").value.remote(), timeout=TIMEOUT) == 0  # no store
+    assert flat.call("worker", "value") == 0  # no store
 
 
 def test_transient_and_temporary_children(flat: Supervisor) -> None:
@@ -240,7 +241,7 @@ def test_transient_and_temporary_children(flat: Supervisor) -> None:
         "the transient child restarted after a crash",
     )
     # ... a normal exit does not.
-    flat.child("job").finish.remote("work done")
+    flat.call_async("job", "finish", "work done")
     job = wait_until(
         lambda: next(
             c for c in flat.which_children() if c["name"] == "job" and c["state"] == "stopped"
@@ -255,7 +256,7 @@ def test_transient_and_temporary_children(flat: Supervisor) -> None:
         "the temporary child forgotten",
     )
     # A permanent child comes back even from a normal exit.
-    flat.child("always").finish.remote()
+    flat.call_async("always", "finish")
     wait_until(
         lambda: (p := running(flat, ["always"])) and p["always"] != first["always"],
         "the permanent child restarted after a normal exit",
@@ -263,6 +264,80 @@ def test_transient_and_temporary_children(flat: Supervisor) -> None:
     time.sleep(2 * HANG_INTERVAL)  # nothing else happens later
     states = {c["name"]: c["state"] for c in flat.which_children()}
     assert states == {"worker": "running", "job": "stopped", "always": "running"}
+
+
+def test_a_poison_call_fails_with_the_librarys_error_and_the_tree_keeps_serving(
+    flat: Supervisor,
+) -> None:
+    before = wait_until(lambda: running(flat, ["worker", "always"]), "the children")
+    # What the caller sees: the library's error, at once, naming the tree, the child,
+    # the method and the cause; the call is not sent again.
+    with pytest.raises(
+        ActorLostError,
+        match=r"Supervisor \(actor [0-9a-f]{8}\): call\('worker', 'explode'\) did not "
+        r"complete: the actor died under it",
+    ) as lost:
+        flat.call("worker", "explode")
+    assert "The supervisor restarts the child" in str(lost.value)
+    # What the supervisor sees: a crash, and a restart (it was told by the failed call).
+    entry = next(c for c in flat.which_children() if c["name"] == "worker")
+    assert entry["state"] != "running" or entry["pid"] != before["worker"]
+    assert entry["last_exit"] == "crashed: its process died (SYSTEM_ERROR)"
+    # The tree keeps serving: the next call reaches the new process, the sibling untouched.
+    assert flat.call("worker", "add", 2) == 2
+    assert flat.call("worker", "pid") != before["worker"]
+    assert running(flat, ["always"]) == {"always": before["always"]}
+
+
+def test_poison_calls_in_a_row_exhaust_the_intensity_and_the_supervisor_gives_up(
+    ray_cluster: dict,
+) -> None:
+    with Supervisor(
+        [ChildSpec("victim", Keeper)],
+        max_restarts=1,
+        within_s=60,
+        health_check_interval_s=INTERVAL,
+        health_check_timeout_s=PATIENT,
+        timeout=TIMEOUT,
+    ) as sup:
+        for _ in range(2):  # the second crash is one restart too many
+            with pytest.raises(ActorLostError, match=r"call\('victim', 'explode'\)"):
+                sup.call("victim", "explode")
+        status = wait_until(
+            lambda: (s := sup.status())["state"] == "failed" and s, "the supervisor giving up"
+        )
+        assert "max_restarts=1" in status["reason"] and "'victim' crashed" in status["reason"]
+        with pytest.raises(TreeFailedError, match=r"call\('victim', 'value'\) refused: the "):
+            sup.call("victim", "value")
+
+
+def test_kill_crashes_the_root_and_ray_brings_the_tree_back_from_the_store(
+    ray_cluster: dict, tmp_path: Path
+) -> None:
+    with Supervisor(
+        [SupervisorSpec("team", _leaves("a")), *_leaves("b")],
+        store=DirectoryStore(tmp_path),
+        health_check_interval_s=INTERVAL,
+        health_check_timeout_s=PATIENT,
+        timeout=TIMEOUT,
+    ) as sup:
+        saved = _count_after_snapshot(sup, "team", "a", 4)
+        # A poison call two levels down: reported through the middle supervisor, the
+        # leaf restarts from its snapshot and serves the next call.
+        with pytest.raises(ActorLostError, match=r"call\('team/a', 'explode'\)"):
+            sup.call("team/a", "explode")
+        assert sup.call("team/a", "value") == saved
+        before = tree_pids(sup.tree())
+        sup.kill()  # the crash simulation: the root's process dies, its tree with it
+
+        def back() -> dict[str, int | None] | None:
+            now = tree_pids(sup.tree())
+            fresh = all(now.get(path) not in (None, pid) for path, pid in before.items())
+            return now if fresh else None
+
+        wait_until(back, "every actor of the tree in a new process")
+        assert sup.call("team/a", "value") == saved  # restored by the new tree
+        assert not sup.closed and sup.owned
 
 
 def test_a_restart_storm_escalates_to_the_parent_which_restarts_the_subtree(
@@ -276,21 +351,20 @@ def test_a_restart_storm_escalates_to_the_parent_which_restarts_the_subtree(
         health_check_interval_s=INTERVAL,
         health_check_timeout_s=PATIENT,
     )
-    sup = Supervisor(
+    with Supervisor(
         [storm, ChildSpec("bystander", Keeper)],
         strategy="one_for_one",
         health_check_interval_s=INTERVAL,
         health_check_timeout_s=PATIENT,
-    )
-    try:
+        timeout=TIMEOUT,
+    ) as sup:
         first = wait_until(lambda: running(sup, ["storm", "bystander"]), "the tree")
-        root_pid = sup.pid(timeout=TIMEOUT)
-        storm_handle = sup.child("storm")
+        (root_pid,) = sup.pids()
         seen: set[int] = set()
         for _ in range(2):  # the second kill is one restart too many for max_restarts=1
 
-            def flaky_pid(h: Any = storm_handle) -> int | None:
-                entries = ray.get(h.which_children.remote(), timeout=TIMEOUT)
+            def flaky_pid() -> int | None:
+                entries = _sub_entries(sup, "storm")
                 pid = entries[0]["pid"] if entries[0]["state"] == "running" else None
                 return pid if pid not in seen else None
 
@@ -306,32 +380,25 @@ def test_a_restart_storm_escalates_to_the_parent_which_restarts_the_subtree(
         entry = wait_until(escalated, "the parent restarting the supervisor that gave up")
         assert entry["last_exit"].startswith("gave up")
         assert "max_restarts=1" in entry["last_exit"] and "'flaky'" in entry["last_exit"]
-        assert sup.pid(timeout=TIMEOUT) == root_pid
+        assert sup.pids() == [root_pid]
         assert running(sup, ["bystander"]) == {"bystander": first["bystander"]}
         # The restarted supervisor started its child again, with a fresh budget.
-        restarted = sup.child("storm")
         entries = wait_until(
-            lambda: (
-                (e := ray.get(restarted.which_children.remote(), timeout=TIMEOUT))
-                and e[0]["state"] == "running"
-                and e
-            ),
+            lambda: (e := _sub_entries(sup, "storm")) and e[0]["state"] == "running" and e,
             "flaky restarted by the new supervisor",
         )
         assert entries[0]["pid"] not in seen and entries[0]["restarts"] == 0
         assert sup.status(timeout=TIMEOUT)["state"] == "running"
-    finally:
-        sup.shutdown()
 
 
 def test_a_root_that_gives_up_stops_its_children_and_says_why(ray_cluster: dict) -> None:
-    sup = Supervisor(
+    with Supervisor(
         [ChildSpec("only", Keeper), ChildSpec("other", Keeper)],
         max_restarts=0,
         health_check_interval_s=INTERVAL,
         health_check_timeout_s=PATIENT,
-    )
-    try:
+        timeout=TIMEOUT,
+    ) as sup:
         first = wait_until(lambda: running(sup, ["only", "other"]), "the children")
         other = sup.child("other")
         sigkill(first["only"])
@@ -345,7 +412,9 @@ def test_a_root_that_gives_up_stops_its_children_and_says_why(ray_cluster: dict)
             "other": "stopped",
         }
         assert is_dead(other)  # its sibling was stopped, not left behind
-        with pytest.raises(RuntimeError, match="is failed: more than max_restarts=0"):
+        with pytest.raises(
+            TreeFailedError, match="start_child refused: the supervisor is failed: more than"
+        ):
             sup.start_child(ChildSpec("late", Keeper))
-    finally:
-        sup.shutdown()
+        with pytest.raises(TreeFailedError, match="max_restarts=0"):
+            sup.call("other", "value")

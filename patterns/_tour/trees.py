@@ -53,8 +53,9 @@ def step(spark: Any, *, quick: bool) -> None:
     # The leaves' class travels by value: workers need not import the launcher for it.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-    with tempfile.TemporaryDirectory(prefix="demo-tree-") as path:
-        sup = Supervisor(
+    with (
+        tempfile.TemporaryDirectory(prefix="demo-tree-") as path,
+        Supervisor(
             [
                 SupervisorSpec(
                     "team",
@@ -68,35 +69,29 @@ def step(spark: Any, *, quick: bool) -> None:
             health_check_timeout_s=5.0,  # only crashes here: no false alarm on a busy host
             store=DirectoryStore(path),
             name="demo-tree",
+            timeout=TIMEOUT_S,
+        ) as sup,
+    ):
+        assert sup.call("team/left", "add", 42) == 42
+        time.sleep(1.5)  # a health check or two: the count is in the store
+        before = sup.tree()
+        print("\n".join(_show(before)))
+        pids = {c["name"]: c["pid"] for c in before["children"][0]["children"]}
+        os.kill(pids["left"], signal.SIGKILL)
+        print(f"SIGKILL left (pid {pids['left']}); Ray logs it as a worker that died")
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            after = sup.tree()
+            leaves = {c["name"]: c for c in after["children"][0]["children"]}
+            if leaves["left"]["state"] == "running" and leaves["left"]["pid"] != pids["left"]:
+                break
+            assert time.monotonic() < deadline, "the supervisor did not restart 'left'"
+            time.sleep(0.2)
+        print("\n".join(_show(after)))
+        restored = sup.call("team/left", "add", 0)
+        assert leaves["right"]["pid"] == pids["right"]  # one_for_one: the sibling is untouched
+        assert leaves["left"]["restarts"] == 1 and restored == 42
+        print(
+            f"the supervisor restarted left (restarts 1) and restored its count: {restored}; "
+            f"right kept pid {pids['right']}"
         )
-        try:
-            team = sup.child("team")
-            reply: Any = ray.get(team.child.remote("left"), timeout=TIMEOUT_S)
-            left = reply["ok"]
-            assert ray.get(left.add.remote(42), timeout=TIMEOUT_S) == 42
-            time.sleep(1.5)  # a health check or two: the count is in the store
-            before = sup.tree(timeout=TIMEOUT_S)
-            print("\n".join(_show(before)))
-            pids = {c["name"]: c["pid"] for c in before["children"][0]["children"]}
-            os.kill(pids["left"], signal.SIGKILL)
-            print(f"SIGKILL left (pid {pids['left']}); Ray logs it as a worker that died")
-            deadline = time.monotonic() + TIMEOUT_S
-            while True:
-                after = sup.tree(timeout=TIMEOUT_S)
-                leaves = {c["name"]: c for c in after["children"][0]["children"]}
-                if leaves["left"]["state"] == "running" and leaves["left"]["pid"] != pids["left"]:
-                    break
-                assert time.monotonic() < deadline, "the supervisor did not restart 'left'"
-                time.sleep(0.2)
-            print("\n".join(_show(after)))
-            reply = ray.get(team.child.remote("left"), timeout=TIMEOUT_S)
-            left = reply["ok"]
-            restored = ray.get(left.add.remote(0), timeout=TIMEOUT_S)
-            assert leaves["right"]["pid"] == pids["right"]  # one_for_one: the sibling is untouched
-            assert leaves["left"]["restarts"] == 1 and restored == 42
-            print(
-                f"the supervisor restarted left (restarts 1) and restored its count: {restored}; "
-                f"right kept pid {pids['right']}"
-            )
-        finally:
-            sup.shutdown()

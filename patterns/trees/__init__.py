@@ -13,21 +13,40 @@ What it promises, and what it does not:
 - A child that crashes, is killed (SIGKILL) or hangs (alive but not answering a
   ping) is restarted per its restart type and the strategy; a hang is detected within
   ``health_check_interval_s + health_check_timeout_s``. A restart starts a new actor
-  (new handle, new process): ask `Supervisor.child` for the current handle.
+  (new handle, new process): `Supervisor.call` reaches the current one (so does a
+  handle from `Supervisor.child`, asked again after the restart).
 - A child's state survives a restart only through a ``store``: the supervisor saves
   each child's ``snapshot()`` at every health check and calls ``restore(state)`` after
   a restart, so up to one interval of changes is lost. A child that must lose nothing
   checkpoints each change itself (as `patterns.Counter` does).
-- Calls in flight to a child that dies fail with Ray's ``ActorDiedError``: the
-  supervisor restarts actors, it does not retry calls.
+- A call in flight to a child that dies fails (`Supervisor.call`: with
+  `patterns.ActorLostError`, naming the supervisor, the child and the method): the
+  supervisor restarts actors, it does not send calls again. A method that kills its
+  process on every call fails every call that way; each crash is a restart, so such
+  calls in a row exhaust the restart intensity and the supervisor gives up.
 - A supervisor whose process dies takes its subtree with it (Ray's ownership), and its
   parent restarts the whole subtree; the root is restarted by Ray itself.
 
+- ``close()`` (what ``with`` does) stops the tree in order and returns once Ray reports
+  every actor of it dead; every other wait is bounded by a ``timeout`` (the facade's,
+  60 s unless given) or by the budget its specs imply. Runtime failures are
+  `TreeError` subclasses of `patterns.PatternError`.
+
 Trees of tasks: `tree_reduce` aggregates many values (or ObjectRefs) level by level
 without any task waiting on another; `divide_and_conquer` runs a recursion as nested
-tasks with a depth bound. `exit_normally` is how a child ends itself as a normal exit.
+tasks with a depth bound. Both have a ``budget_s`` for the whole computation: a stuck
+task surfaces as `patterns.CallTimeoutError`. `exit_normally` is how a child ends
+itself as a normal exit.
 """
 
+from patterns.trees._errors import (
+    ChildStartError,
+    ChildStateError,
+    DuplicateChildError,
+    TreeError,
+    TreeFailedError,
+    UnknownChildError,
+)
 from patterns.trees._exits import exit_normally
 from patterns.trees._specs import ChildSpec, SupervisorSpec
 from patterns.trees._supervisor import Supervisor
@@ -35,8 +54,14 @@ from patterns.trees._tasks import divide_and_conquer, tree_reduce
 
 __all__ = [
     "ChildSpec",
+    "ChildStartError",
+    "ChildStateError",
+    "DuplicateChildError",
     "Supervisor",
     "SupervisorSpec",
+    "TreeError",
+    "TreeFailedError",
+    "UnknownChildError",
     "divide_and_conquer",
     "exit_normally",
     "tree_reduce",

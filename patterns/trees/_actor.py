@@ -13,7 +13,11 @@ the loop:
   that fails with ``ActorDiedError`` is an exit; a ping that gets no answer within
   ``health_check_timeout_s`` is a hang: the child is killed and treated as crashed;
 - everything that changes the set of children holds one asyncio lock, so a restart
-  never interleaves with ``terminate_child`` or ``shutdown``.
+  never interleaves with ``terminate_child`` or ``stop``.
+
+A request the tree refuses, or a child that fails to start, raises one of
+`patterns.trees._errors` (its message says what happened, naming the child by its path
+from the root); the `Supervisor` facade puts its own name and the method in front.
 
 Children are created by this actor, so Ray makes them share its fate: if the
 supervisor's process dies, they die too, and the supervisor's own supervisor (or,
@@ -35,22 +39,40 @@ from typing import Any
 import psutil
 import ray
 from ray.actor import ActorHandle
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
-from patterns._checkpointer import Checkpointer
+from patterns._calls import wait_until_dead
+from patterns._checkpointer import Checkpointer, member_key
+from patterns._ray_internals import actor_id_hex, ask_actor_to_exit, ready_ref, run_in_actor
 from patterns.checkpointing import CheckpointStore
+from patterns.errors import PatternError
+from patterns.trees._errors import (
+    ChildStartError,
+    ChildStateError,
+    DuplicateChildError,
+    TreeFailedError,
+    UnknownChildError,
+)
 from patterns.trees._exits import classify_exit, summarize_death, this_host, whoami
 from patterns.trees._policy import (
     ABNORMAL,
     NORMAL,
+    RESTARTING,
     RUNNING,
     STARTING,
     Backoff,
     Supervision,
 )
-from patterns.trees._specs import ChildSpec, SupervisorConfig, SupervisorSpec
+from patterns.trees._specs import (
+    PATH_SEPARATOR,
+    SUPERVISOR_SHUTDOWN_MARGIN_S,
+    ChildSpec,
+    SupervisorConfig,
+    SupervisorSpec,
+    start_budget_s,
+)
 
-__all__ = ["RemoteSupervisorActor", "SupervisorActor"]
+__all__ = ["RemoteSupervisorActor", "SupervisorActor", "remote_cause"]
 
 _log = logging.getLogger(__name__)
 
@@ -67,6 +89,8 @@ ESCALATION_TIMEOUT_S = 30.0
 # How long to wait, after a ``ray.kill``, for Ray to report the actor dead. A kill is
 # only a request: until the node carries it out the actor still answers calls.
 KILL_CONFIRM_S = 15.0
+# How often a lookup waiting for a (re)starting child looks again.
+_LOOKUP_POLL_S = 0.05
 
 
 class _StartError(Exception):
@@ -85,12 +109,24 @@ class _Child:
     exited_at: float | None = None  # wall clock, so a test can time a detection
 
 
-def _ok(value: Any = None) -> dict[str, Any]:
-    return {"ok": value}
+def remote_cause(exc: BaseException) -> PatternError | None:
+    """The library error an actor raised, from what its caller got (None if it raised none).
+
+    Ray re-raises an actor's exception as a ``RayTaskError`` that is also an instance of
+    the exception's class, holding the original as ``cause``; when it cannot build that
+    class, `patterns._calls.get` turns it into a `RemoteCallError` caused by it.
+    """
+    for candidate in (exc, exc.__cause__):
+        if isinstance(candidate, RayTaskError) and isinstance(candidate.cause, PatternError):
+            return candidate.cause
+    return None
 
 
-def _error(kind: str, message: str) -> dict[str, Any]:
-    return {"error": (kind, message)}
+def _reraise(exc: BaseException) -> None:
+    """Raise again the library error an actor below raised (so it reaches the caller as is)."""
+    cause = remote_cause(exc)
+    if cause is not None:
+        raise type(cause)(str(cause)) from None
 
 
 def _remaining(deadline: float) -> float:
@@ -124,23 +160,14 @@ def _kill(handle: ActorHandle[Any] | None) -> None:
 
 
 async def _until_dead(handle: Any, within_s: float = KILL_CONFIRM_S) -> bool:
-    """Wait until calls to a killed actor fail: True once Ray reports it dead.
+    """Wait until Ray reports a killed actor dead: True once it does, False after ``within_s``.
 
-    Cheap when the actor is dead already (the call fails at once). Without this wait
-    a supervisor could report a child stopped while the child still answered.
+    Cheap when the actor is dead already (the probe fails at once). Without this wait
+    a supervisor could report a child stopped while the child still answered. The
+    library's one wait-until-dead, run off the event loop (it blocks).
     """
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            await asyncio.wait_for(handle.__ray_ready__.remote(), _remaining(deadline))
-        except ActorUnavailableError:
-            pass  # unreachable while it is being killed: not yet reported dead
-        except RayActorError:
-            return True
-        except TimeoutError:
-            return False
-        await asyncio.sleep(0.05)
-    return False
+    alive = await asyncio.to_thread(wait_until_dead, [handle], timeout=within_s)
+    return not alive
 
 
 class SupervisorActor:
@@ -148,16 +175,20 @@ class SupervisorActor:
 
     Args:
         name: Its name (the root's, or its name among its parent's children).
+        path: Its path from the root (``""`` for the root, ``"team"``, ``"team/sub"``):
+            how its messages name its children.
         children: Its child specs, in start order.
         config: Strategy, intensity, health checks, backoff.
         store: Where children's snapshots go (None: no snapshots).
-        key: The checkpoint key prefix of this supervisor (children add ``/name``).
+        key: The checkpoint key prefix of this supervisor (a child's is
+            ``member_key(key, child)``).
         parent: The supervising supervisor's handle (None for the root).
     """
 
     def __init__(
         self,
         name: str,
+        path: str,
         children: list[ChildSpec | SupervisorSpec],
         config: SupervisorConfig,
         store: CheckpointStore | None,
@@ -165,6 +196,7 @@ class SupervisorActor:
         parent: ActorHandle[Any] | None,
     ) -> None:
         self._name = name
+        self._path = path
         self._config = config
         self._store = store
         self._key = key
@@ -188,25 +220,39 @@ class SupervisorActor:
         self._booted = asyncio.Event()
         self._escalations: dict[str, tuple[str, str]] = {}
         self._loop_errors = 0
+        self._check_now = False
         # The actor's event loop runs __init__: the tree starts without waiting for a call,
         # which is also what happens when Ray restarts a root supervisor's process.
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     # --- building blocks ------------------------------------------------------------------
 
+    def _path_of(self, name: str) -> str:
+        """A child's path from the root (``"team/worker"``): how messages name it."""
+        return f"{self._path}{PATH_SEPARATOR}{name}" if self._path else name
+
+    def _myself(self) -> str:
+        return f"the supervisor {self._path!r}" if self._path else "the supervisor"
+
     def _new_child(self, spec: ChildSpec | SupervisorSpec) -> _Child:
         checkpointer = None
-        if self._store is not None and spec.checkpointed:
-            checkpointer = Checkpointer(self._store, f"{self._key}/{spec.name}", every=1)
+        if self._store is not None and spec.checkpointed and self._key is not None:
+            checkpointer = Checkpointer(self._store, member_key(self._key, spec.name), every=1)
         return _Child(spec, checkpointer)
 
     def _create(self, spec: ChildSpec | SupervisorSpec) -> ActorHandle[Any]:
         if isinstance(spec, SupervisorSpec):
             store = spec.config.store if spec.config.store is not None else self._store
-            key = f"{self._key}/{spec.name}" if self._key is not None else None
+            key = member_key(self._key, spec.name) if self._key is not None else None
             options = spec.actor_options
             handle: ActorHandle[Any] = RemoteSupervisorActor.options(**options).remote(
-                spec.name, list(spec.children), spec.config, store, key, self._self_handle
+                spec.name,
+                self._path_of(spec.name),
+                list(spec.children),
+                spec.config,
+                store,
+                key,
+                self._self_handle,
             )
             return handle
         remote: Any = spec.remote_class.options(**spec.actor_options)
@@ -226,7 +272,7 @@ class SupervisorActor:
             handle = self._create(spec)
             child.handle = handle
             pid, node_id, host = await asyncio.wait_for(
-                handle.__ray_call__.remote(whoami), spec.start_timeout_s
+                run_in_actor(handle, whoami), spec.start_timeout_s
             )
             if isinstance(spec, SupervisorSpec):
                 status = await asyncio.wait_for(
@@ -260,14 +306,14 @@ class SupervisorActor:
         deadline = time.monotonic() + spec.shutdown_timeout_s
         try:
             if isinstance(spec, SupervisorSpec):
-                await asyncio.wait_for(handle.shutdown.remote(), _remaining(deadline))
+                await asyncio.wait_for(handle.stop.remote(), _remaining(deadline))
             else:
                 if child.checkpointer is not None:  # a stopped child loses nothing
                     state = await asyncio.wait_for(handle.snapshot.remote(), _remaining(deadline))
                     await asyncio.to_thread(child.checkpointer.save, state)
-                handle.__ray_terminate__.remote()
+                ask_actor_to_exit(handle)
                 # Answers only by failing, once the actor has exited.
-                await asyncio.wait_for(handle.__ray_ready__.remote(), _remaining(deadline))
+                await asyncio.wait_for(ready_ref(handle), _remaining(deadline))
         except Exception:  # dead already, hung, or refused: it is killed below either way
             pass
         _kill(handle)
@@ -307,7 +353,8 @@ class SupervisorActor:
                     for done in reversed(started):
                         await self._stop_child(self._children[done])
                         self._rules.stopped(done)
-                    self._state, self._reason = FAILED, f"child {name!r} failed to start: {exc}"
+                    self._state = FAILED
+                    self._reason = f"child {self._path_of(name)!r} failed to start: {exc}"
                     return
                 self._state = SERVING
         finally:
@@ -319,7 +366,8 @@ class SupervisorActor:
         next_check = time.monotonic()
         while self._state == SERVING:
             try:
-                if time.monotonic() >= next_check:
+                if time.monotonic() >= next_check or self._check_now:
+                    self._check_now = False
                     next_check = time.monotonic() + interval
                     await self._health_check()
                 if self._state == SERVING and (self._escalations or self._rules.due()):
@@ -341,8 +389,11 @@ class SupervisorActor:
             if self._rules.records[name].state != RUNNING or child.handle is None:
                 continue
             handle: Any = child.handle
-            ping: Any = handle.snapshot if child.checkpointer is not None else handle.__ray_ready__
-            pending[asyncio.ensure_future(ping.remote())] = (name, handle)
+            if child.checkpointer is not None:
+                ping: Any = handle.snapshot.remote()  # the ping is the checkpoint
+            else:
+                ping = ready_ref(handle)
+            pending[asyncio.ensure_future(ping)] = (name, handle)
         deadline = time.monotonic() + self._config.health_check_timeout_s
         while pending:
             done, _ = await asyncio.wait(
@@ -375,11 +426,9 @@ class SupervisorActor:
         except ActorUnavailableError:
             return  # unreachable for now, not known dead: the next round decides
         except RayActorError as exc:
-            normal, reason = await asyncio.to_thread(classify_exit, handle._actor_id.hex(), exc)
+            await self._died(name, handle, exc)
             async with self._lock:
-                if self._children.get(name) is child and child.handle is handle:
-                    await self._apply_exit(name, NORMAL if normal else ABNORMAL, reason)
-                    await self._start_due()
+                await self._start_due()
             return
         except Exception as exc:  # the child answered, but its snapshot() raised
             child.health_error = f"snapshot() raised: {summarize_death(exc)}"
@@ -390,6 +439,22 @@ class SupervisorActor:
                 await asyncio.to_thread(child.checkpointer.save, value)
             except Exception as exc:
                 child.health_error = f"checkpoint not saved: {exc}"
+
+    async def _died(self, name: str, handle: ActorHandle[Any], exc: BaseException) -> bool:
+        """Record that ``handle``, child ``name``, died with ``exc``; True if that was news.
+
+        The restart is left to the caller (or the monitor loop): the child reads
+        ``"restarting"`` (or ``"stopped"``) when this returns.
+        """
+        async with self._lock:
+            child = self._children.get(name)
+            if child is None or child.handle is not handle:
+                return False  # handled meanwhile (a health check, a caller's report, a stop)
+            # Under the lock: classifying reads and deletes the child's normal-exit
+            # marker, so two reports of one death must not both read it.
+            normal, reason = await asyncio.to_thread(classify_exit, actor_id_hex(handle), exc)
+            await self._apply_exit(name, NORMAL if normal else ABNORMAL, reason)
+        return True
 
     async def _apply_exit(self, name: str, how: str, reason: str) -> None:
         """Carry out the rules' decision for a child that ended (lock held)."""
@@ -424,7 +489,7 @@ class SupervisorActor:
         escalations, self._escalations = self._escalations, {}
         for name, (actor_id, reason) in escalations.items():
             child = self._children.get(name)
-            if child is None or child.handle is None or child.handle._actor_id.hex() != actor_id:
+            if child is None or child.handle is None or actor_id_hex(child.handle) != actor_id:
                 continue
             await self._apply_exit(name, ABNORMAL, f"gave up ({reason})")
 
@@ -458,6 +523,7 @@ class SupervisorActor:
             "name": self._name,
             "state": self._state,
             "reason": self._reason,
+            "children": len(self._rules.order),
             "restarts_in_window": self._rules.intensity.count(now),
             "loop_errors": self._loop_errors,
             **self._config.as_dict(),
@@ -482,7 +548,7 @@ class SupervisorActor:
         """One entry per child, in start order."""
         return [self._entry(name) for name in self._rules.order]
 
-    async def tree(self, timeout: float) -> dict[str, Any]:
+    async def tree(self, timeout: float | None) -> dict[str, Any]:
         """This supervisor and its children, nested (supervisor children ask their own)."""
         entries = []
         for name in list(self._rules.order):
@@ -513,34 +579,169 @@ class SupervisorActor:
             "children": entries,
         }
 
-    async def child(self, name: str) -> dict[str, Any]:
-        """The handle of a running child."""
-        if name not in self._children:
-            return _error("ValueError", self._unknown(name))
-        child, state = self._children[name], self._rules.records[name].state
-        if child.handle is None or state != RUNNING:
-            return _error("RuntimeError", f"child {name!r} is not running (it is {state})")
-        return _ok(child.handle)
+    # --- looking children up ----------------------------------------------------------------
 
-    def _unknown(self, name: str) -> str:
+    def _unknown(self, name: str) -> UnknownChildError:
         known = ", ".join(repr(n) for n in self._rules.order) or "none"
-        return f"supervisor {self._name!r} has no child named {name!r} (children: {known})"
+        whose = f"the children of {self._path!r}" if self._path else "the children"
+        return UnknownChildError(
+            f"refused: there is no child {self._path_of(name)!r} ({whose}: {known})"
+        )
 
-    def _refuse_unless_serving(self) -> dict[str, Any] | None:
+    def _refuse_unless_serving(self) -> None:
         if self._state == SERVING:
-            return None
+            return
         why = f": {self._reason}" if self._reason else ""
-        return _error("RuntimeError", f"supervisor {self._name!r} is {self._state}{why}")
+        raise TreeFailedError(f"refused: {self._myself()} is {self._state}{why}")
+
+    async def _running(self, name: str, deadline: float | None) -> _Child | None:
+        """The child ``name`` once it runs: waits while it (or the tree) starts or restarts.
+
+        None if it was not running by ``deadline``: a reply, not an error, so that a
+        caller whose own timeout fired first leaves no unfetched error behind.
+        """
+        while True:
+            if self._state != BOOTING:
+                self._refuse_unless_serving()
+            if name not in self._children:
+                raise self._unknown(name)
+            child, state = self._children[name], self._rules.records[name].state
+            if state == RUNNING and child.handle is not None:
+                return child
+            if state not in (STARTING, RESTARTING) and self._state != BOOTING:
+                raise ChildStateError(
+                    f"refused: child {self._path_of(name)!r} is {state}, not running "
+                    "(restart_child() starts a stopped child again)"
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(_LOOKUP_POLL_S)
+
+    async def child(self, path: str, wait_s: float | None) -> ActorHandle[Any] | None:
+        """The handle of the running child at ``path`` (``"name"`` or ``"team/name"``).
+
+        A child that is starting or restarting is waited for, at most ``wait_s`` seconds
+        (None: no bound): a lookup right after a crash gets the new process. None if it
+        was not running within ``wait_s``.
+        """
+        name, _, rest = path.partition(PATH_SEPARATOR)
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        while True:
+            child = await self._running(name, deadline)
+            if child is None:
+                return None
+            handle: Any = child.handle
+            if not rest:
+                return handle  # type: ignore[no-any-return]
+            if not isinstance(child.spec, SupervisorSpec):
+                raise UnknownChildError(
+                    f"refused: there is no child {self._path_of(path)!r} "
+                    f"({self._path_of(name)!r} is a worker, not a supervisor)"
+                )
+            left = None if deadline is None else _remaining(deadline)
+            try:
+                found: ActorHandle[Any] | None = await asyncio.wait_for(
+                    handle.child.remote(rest, left), left
+                )
+            except ActorUnavailableError:
+                await asyncio.sleep(_LOOKUP_POLL_S)  # unreachable for now: ask again
+                continue
+            except RayActorError as exc:
+                # The child supervisor died under the lookup: wait for its restart.
+                await self._died(name, handle, exc)
+                continue
+            except TimeoutError:
+                return None
+            except Exception as exc:
+                _reraise(exc)
+                raise
+            return found
+
+    async def check_child(self, path: str, actor_id: str) -> bool:
+        """A caller saw the child at ``path`` (actor ``actor_id``) die: check it now.
+
+        Without this, the death would be noticed at the next health check, and a lookup
+        until then would return the dead handle. True if the death was news (the child
+        now reads ``"restarting"`` or ``"stopped"``).
+        """
+        name, _, rest = path.partition(PATH_SEPARATOR)
+        child = self._children.get(name)
+        if child is None or child.handle is None:
+            return False
+        handle: Any = child.handle
+        if rest:
+            if not isinstance(child.spec, SupervisorSpec):
+                return False
+            try:
+                return bool(
+                    await asyncio.wait_for(
+                        handle.check_child.remote(rest, actor_id), ESCALATION_TIMEOUT_S
+                    )
+                )
+            except (ActorUnavailableError, TimeoutError):
+                return False  # unreachable or slow: its health checks will tell
+            except RayActorError as exc:  # the supervisor in between is dead itself
+                return await self._died(name, handle, exc)
+        if actor_id_hex(handle) != actor_id:
+            return False  # replaced already
+        try:
+            await asyncio.wait_for(ready_ref(handle), self._config.health_check_timeout_s)
+        except ActorUnavailableError:
+            self._check_now = True  # not known dead yet: the next round decides
+            self._wake.set()
+            return False
+        except RayActorError as exc:
+            news = await self._died(name, handle, exc)
+            self._wake.set()  # the monitor loop restarts it
+            return news
+        except Exception:
+            return False  # answered late, or not at all: the health checks decide
+        return False  # it answers: alive after all
+
+    async def members(self) -> list[ActorHandle[Any]]:
+        """Every actor below this supervisor now: its children and, recursively, theirs."""
+        found: list[ActorHandle[Any]] = []
+        for name in list(self._rules.order):
+            child = self._children.get(name)
+            if child is None or child.handle is None:
+                continue
+            handle: Any = child.handle
+            found.append(handle)
+            if isinstance(child.spec, SupervisorSpec):
+                with contextlib.suppress(Exception):  # restarting, or hung: killed with us
+                    found += await asyncio.wait_for(
+                        handle.members.remote(), self._config.health_check_timeout_s
+                    )
+        return found
+
+    def _shutdown_budget_s(self) -> float:
+        return (
+            sum(c.spec.shutdown_timeout_s for c in self._children.values())
+            + SUPERVISOR_SHUTDOWN_MARGIN_S
+        )
+
+    async def stop_plan(self) -> dict[str, Any]:
+        """What a caller needs to stop this tree: every actor in it, and the shutdown budget."""
+        return {"members": await self.members(), "budget_s": self._shutdown_budget_s()}
+
+    async def budget(self, name: str, what: str) -> float:
+        """Seconds ``restart_child`` (``what="start"``) or ``terminate_child`` may take."""
+        if name not in self._children:
+            raise self._unknown(name)
+        spec = self._children[name].spec
+        if what == "start":
+            return start_budget_s(spec)
+        return spec.shutdown_timeout_s + KILL_CONFIRM_S
+
+    # --- changing the tree -------------------------------------------------------------------
 
     async def start_child(self, spec: ChildSpec | SupervisorSpec) -> dict[str, Any]:
         """Add a child at the end of the start order and start it."""
         async with self._lock:
-            if (refused := self._refuse_unless_serving()) is not None:
-                return refused
+            self._refuse_unless_serving()
             if spec.name in self._children:
-                return _error(
-                    "ValueError",
-                    f"supervisor {self._name!r} has a child named {spec.name!r} already",
+                raise DuplicateChildError(
+                    f"refused: a child named {self._path_of(spec.name)!r} exists already"
                 )
             self._rules.add(spec.name, spec.restart)
             self._children[spec.name] = self._new_child(spec)
@@ -549,58 +750,59 @@ class SupervisorActor:
             except _StartError as exc:
                 self._rules.remove(spec.name)
                 del self._children[spec.name]
-                return _error("RuntimeError", f"child {spec.name!r} failed to start: {exc}")
-            return _ok(self._entry(spec.name))
+                raise ChildStartError(
+                    f"failed: child {self._path_of(spec.name)!r} failed to start: {exc}"
+                ) from None
+            return self._entry(spec.name)
 
-    async def terminate_child(self, name: str) -> dict[str, Any]:
+    async def terminate_child(self, name: str) -> None:
         """Stop a child for good (kept as stopped; a temporary one is forgotten)."""
         async with self._lock:
-            if (refused := self._refuse_unless_serving()) is not None:
-                return refused
+            self._refuse_unless_serving()
             if name not in self._children:
-                return _error("ValueError", self._unknown(name))
+                raise self._unknown(name)
             await self._stop_child(self._children[name])
             self._rules.stopped(name)
             self._rules.records[name].last_exit = "terminated by terminate_child()"
             if self._rules.records[name].restart == "temporary":
                 self._rules.remove(name)
                 del self._children[name]
-            return _ok()
 
     async def restart_child(self, name: str) -> dict[str, Any]:
         """Start a stopped child again (OTP: refused while it runs)."""
         async with self._lock:
-            if (refused := self._refuse_unless_serving()) is not None:
-                return refused
+            self._refuse_unless_serving()
             if name not in self._children:
-                return _error("ValueError", self._unknown(name))
+                raise self._unknown(name)
             state = self._rules.records[name].state
             if state != "stopped":
-                return _error(
-                    "RuntimeError",
-                    f"child {name!r} is {state}: restart_child() starts a stopped child "
-                    "(terminate_child() it first)",
+                raise ChildStateError(
+                    f"refused: child {self._path_of(name)!r} is {state}: restart_child() starts "
+                    "a stopped child (terminate_child() it first)"
                 )
             try:
                 await self._start_child(name)
             except _StartError as exc:
                 self._rules.stopped(name)
-                return _error("RuntimeError", f"child {name!r} failed to start: {exc}")
-            return _ok(self._entry(name))
+                raise ChildStartError(
+                    f"failed: child {self._path_of(name)!r} failed to start: {exc}"
+                ) from None
+            return self._entry(name)
 
-    async def delete_child(self, name: str) -> dict[str, Any]:
+    async def delete_child(self, name: str) -> None:
         """Forget a stopped child's spec."""
         async with self._lock:
             if name not in self._children:
-                return _error("ValueError", self._unknown(name))
+                raise self._unknown(name)
             state = self._rules.records[name].state
             if state != "stopped":
-                return _error("RuntimeError", f"child {name!r} is {state}: terminate it first")
+                raise ChildStateError(
+                    f"refused: child {self._path_of(name)!r} is {state}: terminate_child() it first"
+                )
             self._rules.remove(name)
             del self._children[name]
-            return _ok()
 
-    async def shutdown(self) -> bool:
+    async def stop(self) -> bool:
         """Stop every child, last started first, and the monitor loop."""
         await self._booted.wait()
         async with self._lock:
@@ -615,7 +817,7 @@ class SupervisorActor:
     async def child_gave_up(self, name: str, actor_id: str, reason: str) -> bool:
         """A child supervisor reports that it exceeded its restart intensity."""
         child = self._children.get(name)
-        if child is None or child.handle is None or child.handle._actor_id.hex() != actor_id:
+        if child is None or child.handle is None or actor_id_hex(child.handle) != actor_id:
             return False
         self._escalations[name] = (actor_id, reason)
         self._wake.set()
@@ -627,7 +829,7 @@ class SupervisorActor:
             "kind": "Supervisor",
             "name": self._name,
             "key": self._key,
-            "shutdown_timeout_s": sum(c.spec.shutdown_timeout_s for c in self._children.values()),
+            "shutdown_budget_s": self._shutdown_budget_s(),
         }
 
     async def pid(self) -> int:

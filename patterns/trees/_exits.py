@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import ray
 
 from patterns._checks import check_name
+from patterns._ray_internals import kv_delete, kv_get, kv_put
 
 __all__ = ["classify_exit", "exit_normally", "summarize_death", "this_host", "whoami"]
 
@@ -58,11 +59,7 @@ def exit_normally(reason: str = "normal") -> NoReturn:
     if actor_id is None:
         msg = "exit_normally() must be called inside a method of an actor"
         raise RuntimeError(msg)
-    from ray.experimental import internal_kv
-
-    internal_kv._internal_kv_put(
-        _marker_key(actor_id), reason.encode(), overwrite=True, namespace=_KV_NAMESPACE
-    )
+    kv_put(_marker_key(actor_id), reason.encode(), namespace=_KV_NAMESPACE)
     ray.actor.exit_actor()
     raise AssertionError("unreachable: exit_actor() returned")  # pragma: no cover
 
@@ -86,12 +83,10 @@ def summarize_death(exc: BaseException) -> str:
 
 def classify_exit(actor_id: str, exc: BaseException) -> tuple[bool, str]:
     """``(normal, reason)`` for an actor that died with ``exc`` (blocking: run off the loop)."""
-    from ray.experimental import internal_kv
-
     key = _marker_key(actor_id)
-    marker = internal_kv._internal_kv_get(key, namespace=_KV_NAMESPACE)
+    marker = kv_get(key, namespace=_KV_NAMESPACE)
     if marker is not None:
-        internal_kv._internal_kv_del(key, namespace=_KV_NAMESPACE)
+        kv_delete(key, namespace=_KV_NAMESPACE)
         return True, f"exited normally: {marker.decode(errors='replace')}"
     found = _EXIT_TYPE.search(str(exc))
     if found and found.group(1) == "INTENDED_USER_EXIT":
@@ -100,7 +95,7 @@ def classify_exit(actor_id: str, exc: BaseException) -> tuple[bool, str]:
 
 
 def whoami(_actor: Any) -> tuple[int, str, str]:
-    """Run inside an actor through ``__ray_call__``: its process id, node id and host.
+    """Run inside an actor (`patterns._ray_internals.run_in_actor`): its pid, node id and host.
 
     The host tells whether the PID can be watched from another process: several Ray
     nodes may share one machine (and its PIDs), as they do in a local Spark cluster.

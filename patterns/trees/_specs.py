@@ -10,7 +10,6 @@ extend (and could, by mistake, extend with the spec itself).
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ from patterns._checks import (
     check_positive_float,
     describe,
 )
+from patterns._ray_internals import plain_class_of
 from patterns.checkpointing import CheckpointStore
 from patterns.trees._policy import RESTART_TYPES, STRATEGIES
 
@@ -34,9 +34,12 @@ __all__ = [
     "ChildSpec",
     "SupervisorConfig",
     "SupervisorSpec",
+    "check_child_name",
     "check_children",
     "check_supervisor_options",
     "check_tree",
+    "start_budget_s",
+    "supervisor_actor_defaults",
 ]
 
 # What a SupervisorSpec accepts besides its name and children, and its defaults.
@@ -57,13 +60,36 @@ BACKOFF_DOUBLINGS = 5
 DEFAULT_START_TIMEOUT_S = 60.0
 # A supervisor's own default shutdown time: its children's, one after another, plus this.
 SUPERVISOR_SHUTDOWN_MARGIN_S = 5.0
+# What a caller adds to a child's start timeouts when it waits for the start: the
+# restore, and the clean-up of a start that failed.
+START_MARGIN_S = 30.0
+# Separates the levels of a child's path ("team/worker").
+PATH_SEPARATOR = "/"
+
+
+def check_child_name(name: object) -> str:
+    """A child's name: a non-empty str without ``/`` (which separates a path's levels).
+
+    Examples:
+        >>> check_child_name("team/worker")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: 'name' may not contain '/' (it separates the levels of a path ...
+    """
+    checked = check_name("name", name)
+    if PATH_SEPARATOR in checked:
+        msg = (
+            f"'name' may not contain {PATH_SEPARATOR!r} (it separates the levels of a path "
+            f"such as 'team/worker'), got {checked!r}"
+        )
+        raise ValueError(msg)
+    return checked
 
 
 def _actor_class(actor_class: object) -> tuple[ActorClass[Any], type]:
     """The Ray actor class for ``actor_class`` and the plain class behind it."""
     if isinstance(actor_class, ActorClass):
-        modified = actor_class.__ray_metadata__.modified_class  # type: ignore[attr-defined]
-        return actor_class, getattr(modified, "__ray_actor_class__", modified)
+        return actor_class, plain_class_of(actor_class)
     if isinstance(actor_class, ActorHandle):
         msg = (
             "'actor_class' must be a class, got a running actor "
@@ -172,7 +198,7 @@ class ChildSpec:
         shutdown_timeout_s: float = 5.0,
         start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
     ) -> None:
-        self.name = check_name("name", name)
+        self.name = check_child_name(name)
         self.remote_class, self.actor_class = _actor_class(actor_class)
         self.args, self.kwargs = _check_args(args, kwargs)
         self.restart = check_choice("restart", restart, RESTART_TYPES)
@@ -344,7 +370,7 @@ class SupervisorSpec:
     def __init__(
         self, name: str, children: Iterable[ChildSpec | SupervisorSpec], **supervisor_options: Any
     ) -> None:
-        self.name = check_name("name", name)
+        self.name = check_child_name(name)
         self.children: list[ChildSpec | SupervisorSpec] = check_children(children, what="children")
         options = check_supervisor_options(supervisor_options, where="SupervisorSpec()")
         self.config = SupervisorConfig(
@@ -389,14 +415,18 @@ class SupervisorSpec:
         return f"SupervisorSpec({self.name!r}, [{names}], strategy={self.config.strategy!r})"
 
 
-def check_supervisor_actor_options(actor_options: object, *, child: bool) -> dict[str, Any]:
-    """Options of a supervisor's own actor: it only waits, so it asks for no CPU by default.
+def supervisor_actor_defaults(*, child: bool) -> dict[str, Any]:
+    """A supervisor's own actor only waits, so it asks for no CPU by default.
 
     A root supervisor is restarted by Ray (``max_restarts=-1``) and starts its tree
     again; a supervisor that is a child is restarted by its parent instead.
     """
-    defaults: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0 if child else -1}
-    options = check_actor_options(actor_options, defaults=defaults)
+    return {"num_cpus": 0, "max_restarts": 0 if child else -1}
+
+
+def check_supervisor_actor_options(actor_options: object, *, child: bool) -> dict[str, Any]:
+    """Options of a supervisor's own actor, over `supervisor_actor_defaults`."""
+    options = check_actor_options(actor_options, defaults=supervisor_actor_defaults(child=child))
     if child:
         # The parent owns restarts, as for any child.
         if options.get("max_restarts", 0) != 0:
@@ -414,6 +444,12 @@ def check_supervisor_actor_options(actor_options: object, *, child: bool) -> dic
     return options
 
 
-def finite(seconds: float) -> float:
-    """``seconds`` unless it is infinite (then a day: Ray wants finite timeouts)."""
-    return seconds if math.isfinite(seconds) else 86_400.0
+def start_budget_s(spec: ChildSpec | SupervisorSpec) -> float:
+    """How long a caller waits for ``spec`` to start: its start timeouts plus a margin.
+
+    A worker's ``start_timeout_s``, a supervisor's for its whole subtree (one child after
+    another), plus `START_MARGIN_S` for the restore and the clean-up of a failed start.
+    """
+    if isinstance(spec, SupervisorSpec):
+        return spec.subtree_start_timeout_s() + START_MARGIN_S
+    return spec.start_timeout_s + START_MARGIN_S
