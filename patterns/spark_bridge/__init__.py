@@ -51,9 +51,11 @@ from patterns._checks import (
     check_positive_float,
     describe,
 )
+from patterns.spark_bridge._datasets import from_ray_dataset, to_ray_dataset
 from patterns.spark_bridge._errors import BridgeBatchError, BridgeError, BridgeSchemaError
 from patterns.spark_bridge._keys import actor_for_key, check_key_names
 from patterns.spark_bridge._ledger import BridgeStats
+from patterns.spark_bridge._owner import BlockOwner
 from patterns.spark_bridge._pool import (
     POOL_DEFAULTS,
     Pool,
@@ -67,14 +69,17 @@ from patterns.spark_bridge._run import RunSettings, run
 from patterns.spark_bridge._schema import parse_output_schema
 
 __all__ = [
+    "BlockOwner",
     "BridgeBatchError",
     "BridgeError",
     "BridgePool",
     "BridgeSchemaError",
     "BridgeStats",
     "actor_for_key",
+    "from_ray_dataset",
     "map_batches_with_actors",
     "map_groups_with_actors",
+    "to_ray_dataset",
 ]
 
 TRANSPORTS = ("executor", "driver")
