@@ -72,7 +72,7 @@ def _sizes(smoke: bool) -> list[int]:
 def _table(spark: Any, rows: int) -> Any:
     frame = spark.range(rows, numPartitions=2 * _harness.SLOTS).selectExpr(
         "id",
-        "id * 0.5 AS x",
+        "cast(id AS double) * 0.5 AS x",
         "cast(id % 1000 AS double) AS y",
         "concat('k', cast(id % 100000 AS string)) AS s",
     )

@@ -21,7 +21,7 @@ import ray
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from patterns import from_ray_dataset, to_ray_dataset
+from patterns import BlockOwner, from_ray_dataset, to_ray_dataset
 
 REQUIRES_SPARK = True
 FEATURES = ["f0", "f1", "f2"]
@@ -96,6 +96,14 @@ def main() -> None:
         from_delta = from_ray_dataset(ray.data.read_delta(table), spark)
         # --8<-- [end:delta]
         delta = from_delta.orderBy("id").toPandas()
+
+        # --8<-- [start:owner]
+        with BlockOwner() as owner:  # one actor per Ray node; they own the blocks of ds
+            ds = to_ray_dataset(spark.table("readings"), owner=owner)
+            total = ds.sum("id")
+        # Here every block of ds is freed, even if a reference to it escaped.
+        # --8<-- [end:owner]
+        assert total == ROWS * (ROWS - 1) // 2
 
         local = spark.table("readings").orderBy("id").toPandas()
         with open(path, "rb") as handle:

@@ -14,14 +14,13 @@ Cost on the shared cluster: about 12 Spark jobs of a few thousand rows, and one
 from __future__ import annotations
 
 import datetime
-import gc
-import pickle
 import sys
 import time
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyspark.cloudpickle
 import pytest
 import ray
 
@@ -34,10 +33,13 @@ from patterns.spark_bridge._datasets import (
     spark_schema_of,
 )
 from patterns.spark_bridge._executor import AuthSettings
+from tests._object_store import settled_store_bytes, store_bytes, wait_for_baseline
 
 TIMEOUT = 120  # seconds, for every wait
 
+# Workers cannot import `tests`: Ray and Spark send this module's classes by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+pyspark.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 # --- the shelf's bookkeeping, without Ray ---------------------------------------------------
@@ -157,27 +159,6 @@ def test_bad_arguments_fail_before_anything_starts_without_a_cluster() -> None:
 # --- on the Ray-on-Spark cluster --------------------------------------------------------------
 
 
-def _store() -> tuple[int, int]:
-    """Bytes and objects in the object stores of every node (Ray's own memory summary)."""
-    from ray._private.internal_api import get_memory_info_reply
-    from ray._private.state import state
-
-    stats = get_memory_info_reply(state).store_stats
-    return int(stats.object_store_bytes_used), int(stats.num_local_objects)
-
-
-def _wait_for_store(expected: tuple[int, int], *, before: str) -> None:
-    """Wait until the object store is back at ``expected`` (frees are asynchronous)."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        gc.collect()
-        now = _store()
-        if now == expected:
-            return
-        assert time.monotonic() < deadline, f"{before}: object store {now}, baseline {expected}"
-        time.sleep(0.25)
-
-
 @pytest.fixture(scope="module")
 def spark(ray_cluster: dict) -> Any:
     if ray_cluster["launcher"] is None:
@@ -185,9 +166,15 @@ def spark(ray_cluster: dict) -> Any:
     return ray_cluster["launcher"].spark
 
 
+COLUMNS = ["id", "city", "seen", "ok", "value", "weight"]
+
+
 @pytest.fixture(scope="module")
-def awkward(spark: Any) -> tuple[Any, pd.DataFrame]:
-    """Nulls in every column, non-ASCII strings, timestamps, booleans and floats; 3 partitions."""
+def awkward(spark: Any) -> tuple[Any, list[tuple]]:
+    """Nulls in every column, non-ASCII strings, timestamps, booleans, floats with a NaN.
+
+    Returns the DataFrame (3 partitions) and the pandas reference as canonical rows.
+    """
     cities = ["Zürich", "東京", "São Paulo", None, "ñandú", "Ελλάδα", "Kraków 🚲"]
     start = datetime.datetime(2024, 3, 31, 0, 30, 0, 123456)
     rows = [
@@ -203,65 +190,74 @@ def awkward(spark: Any) -> tuple[Any, pd.DataFrame]:
     ]
     schema = "id long, city string, seen timestamp, ok boolean, value double, weight double"
     frame = spark.createDataFrame(rows, schema).repartition(3).cache()
-    local = frame.toPandas().sort_values("id").reset_index(drop=True)
-    assert len(local) == 3_000
-    yield frame, local
+    assert frame.count() == len(rows)
+    # The reference keeps None apart from NaN (object columns); Spark reads the naive
+    # datetimes in the session's time zone.
+    reference = pd.DataFrame(rows, columns=COLUMNS, dtype=object)
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    yield frame, _canonical(reference.itertuples(index=False), zone)
     frame.unpersist()
 
 
-def _jobs_so_far(spark: Any) -> int:
-    """Spark jobs this application has run (every status, every job group)."""
-    return int(spark.sparkContext._jsc.sc().statusStore().jobsList(None).size())
+def _value(value: Any, zone: str) -> Any:
+    """One value, comparable across pandas, Arrow and Spark: null None, NaN a marker,
+    timestamps as UTC instants, numpy scalars as Python ones."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if isinstance(value, datetime.datetime):
+        stamp = pd.Timestamp(value)
+        if stamp.tzinfo is None:
+            stamp = stamp.tz_localize(zone)
+        return stamp.tz_convert("UTC").isoformat()
+    if hasattr(value, "item"):
+        return _value(value.item(), zone)
+    return value
 
 
-def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.sort_values("id").reset_index(drop=True)
-
-
-def _same_instants(got: pd.Series, expected: pd.Series) -> None:
-    """Timestamps compared as instants: Spark's pandas are naive local time, Arrow's UTC."""
-    left = pd.to_datetime(got)
-    right = pd.to_datetime(expected)
-    if left.dt.tz is None:
-        left = left.dt.tz_localize("UTC")
-    if right.dt.tz is None:
-        right = right.dt.tz_localize("UTC")
-    pd.testing.assert_series_equal(left.dt.tz_convert("UTC"), right.dt.tz_convert("UTC"))
+def _canonical(rows: Any, zone: str) -> list[tuple]:
+    return sorted(tuple(_value(v, zone) for v in row) for row in rows)
 
 
 @pytest.mark.spark
 @pytest.mark.timeout(600)
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_to_ray_dataset_equals_the_pandas_reference(spark: Any, awkward: Any) -> None:
-    frame, local = awkward
+    frame, reference = awkward
     ds = to_ray_dataset(frame)
 
-    assert ds.count() == len(local)
+    assert ds.count() == len(reference)
     schema = ds.schema().base_schema
-    assert schema.names == ["id", "city", "seen", "ok", "value", "weight"]
+    assert schema.names == COLUMNS
     assert [str(t) for t in schema.types[:2]] == ["int64", "string"]
     assert pa.types.is_timestamp(schema.field("seen").type)
     assert [str(t) for t in schema.types[3:]] == ["bool", "double", "double"]
-    got = _sorted(ds.to_pandas())
-    for column in ("id", "city", "ok", "value", "weight"):
-        pd.testing.assert_series_equal(got[column], local[column], check_dtype=False)
-    _same_instants(got["seen"], local["seen"])
-    assert got["city"].isna().sum() == local["city"].isna().sum() > 0
-    assert got["weight"].isna().sum() == 1  # the NaN stayed a NaN
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    got = _canonical((tuple(row[c] for c in COLUMNS) for row in ds.iter_rows()), zone)
+    assert got == reference
+    assert sum(1 for row in got if row[1] is None) > 0  # nulls stayed nulls
+    assert sum(1 for row in got if row[5] == "NaN") == 1  # and the NaN a NaN
 
 
 @pytest.mark.spark
 @pytest.mark.timeout(600)
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_a_round_trip_gives_back_the_same_table_and_schema(spark: Any, awkward: Any) -> None:
-    frame, local = awkward
+    frame, reference = awkward
     back = from_ray_dataset(to_ray_dataset(frame), spark)
 
     assert back.schema == frame.schema  # types and nullability carried both ways
-    got = _sorted(back.toPandas())
-    pd.testing.assert_frame_equal(got, local)
-    # Materialised in Spark: its plan no longer reads from Ray.
-    assert "mapInArrow" not in back._jdf.queryExecution().optimizedPlan().toString()
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    assert _canonical(back.collect(), zone) == reference
+    # Materialised in Spark: its plan reads checkpointed rows, not Ray.
+    plan = back._jdf.queryExecution().optimizedPlan().toString()
+    assert "LogicalRDD" in plan and "MapInArrow" not in plan
+
+
+def _jobs_so_far(spark: Any) -> int:
+    """Spark jobs this application has run (every status, every job group)."""
+    return int(spark.sparkContext._jsc.sc().statusStore().jobsList(None).size())
 
 
 @pytest.mark.spark
@@ -341,35 +337,33 @@ def test_a_rerun_spark_task_does_not_duplicate_its_partition(spark: Any) -> None
 def test_a_dropped_dataset_leaves_the_object_store_at_its_baseline(spark: Any) -> None:
     frame = spark.range(200_000, numPartitions=2).selectExpr("id", "cast(id AS string) AS s")
     to_ray_dataset(spark.range(10)).count()  # the default owner's actors are up
-    baseline = _store()
+    baseline = settled_store_bytes()
 
     ds = to_ray_dataset(frame, block_bytes=256 * 1024)
-    used, objects = _store()
-    assert used > baseline[0] + 2_000_000 and objects >= baseline[1] + 4
+    assert ds.num_blocks() >= 4
+    assert store_bytes() > baseline + 2_000_000
     doubled = ds.map_batches(lambda b: {"id": b["id"] * 2}).materialize()
     assert doubled.sum("id") == 2 * sum(range(200_000))
 
     del ds, doubled
-    _wait_for_store(baseline, before="after the Datasets were dropped")
+    wait_for_baseline(baseline, after="the Datasets were dropped")
 
 
 @pytest.mark.spark
 @pytest.mark.timeout(600)
 @pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 def test_closing_the_owner_frees_blocks_whose_references_escaped(spark: Any) -> None:
-    to_ray_dataset(spark.range(10)).count()
-    baseline = _store()
     owner = BlockOwner(timeout=TIMEOUT)
     try:
+        baseline = settled_store_bytes()
         ds = to_ray_dataset(spark.range(100_000, numPartitions=2), owner=owner)
-        escaped = pickle.dumps(ds.to_arrow_refs())  # pickled outside Ray: pinned
+        # Serialized by Ray's pickler outside a Ray call: Ray pins the blocks.
+        escaped = ray.cloudpickle.dumps(ds.to_arrow_refs())
         del ds
-        gc.collect()
-        time.sleep(1.0)
-        assert _store()[0] > baseline[0], "a pickled reference keeps its block"
+        assert settled_store_bytes() > baseline, "a pickled reference keeps its blocks"
     finally:
         owner.close(timeout=TIMEOUT)
-    _wait_for_store(baseline, before="after the owner was closed")
+    wait_for_baseline(baseline, after="the owner was closed")
     assert len(escaped) > 0
     with pytest.raises(FacadeClosedError, match="is closed"):
         to_ray_dataset(spark.range(1), owner=owner)

@@ -14,7 +14,6 @@ again. Cost: one Spark job of 8,000 rows with a retried task, about 15 s.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import sys
@@ -22,10 +21,12 @@ import threading
 import time
 from typing import Any
 
+import pyspark.cloudpickle
 import pytest
 import ray
 
 from patterns import BlockOwner, to_ray_dataset
+from tests._object_store import settled_store_bytes, wait_for_baseline
 
 pytestmark = [
     pytest.mark.spark,
@@ -37,7 +38,9 @@ pytestmark = [
 TIMEOUT = 120  # seconds, for every wait
 ROWS, BATCH_ROWS = 8_000, 200
 
+# Workers cannot import `tests`: Ray and Spark send this module's classes by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+pyspark.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 class Slow:
@@ -73,13 +76,6 @@ class Killer(threading.Thread):
             self.error = exc
 
 
-def _store_bytes() -> int:
-    from ray._private.internal_api import get_memory_info_reply
-    from ray._private.state import state
-
-    return int(get_memory_info_reply(state).store_stats.object_store_bytes_used)
-
-
 @pytest.fixture
 def small_batches(ray_cluster: dict) -> Any:
     if ray_cluster["launcher"] is None:
@@ -101,7 +97,7 @@ def test_a_killed_python_worker_mid_transfer_costs_a_retry_not_a_wrong_dataset(
     source = spark.range(ROWS, numPartitions=2).selectExpr("id", "cast(id AS string) AS s")
     slow = source.mapInArrow(Slow(), source.schema)
     with BlockOwner(timeout=TIMEOUT) as owner:
-        baseline = _store_bytes()
+        baseline = settled_store_bytes()
         killer = Killer(owner)
         killer.start()
         ds = to_ray_dataset(slow, owner=owner, block_bytes=1)
@@ -125,8 +121,4 @@ def test_a_killed_python_worker_mid_transfer_costs_a_retry_not_a_wrong_dataset(
 
         # Dropping the Dataset frees every block, the retried partition's included.
         del ds
-        deadline = time.monotonic() + TIMEOUT
-        while _store_bytes() != baseline:
-            assert time.monotonic() < deadline, (_store_bytes(), baseline)
-            gc.collect()
-            time.sleep(0.25)
+        wait_for_baseline(baseline, after="the Dataset was dropped")

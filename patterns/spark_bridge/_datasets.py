@@ -545,6 +545,8 @@ def import_partition(plan: ImportPlan, rows: Iterator[Any]) -> Iterator[Any]:
     context = TaskContext.get()
     partition = context.partitionId() if context is not None else 0
     start, stop = plan.bounds[partition]
+    for _ in rows:  # read the input to its end, or Spark does not reuse this Python worker
+        pass
     with lease(plan.address, plan.auth, plan.idle_s):
         try:
             relay = ray.get_actor(plan.relay, namespace=NAMESPACE)

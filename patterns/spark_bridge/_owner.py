@@ -59,7 +59,7 @@ class ShelfActor(BlockShelf):
 
 # Several Spark tasks of a node deliver at once; a delivery is a copy into the object
 # store, which runs outside the GIL, so a few threads keep them from queueing.
-_RemoteShelf = ray.remote(ShelfActor).options(num_cpus=0, max_restarts=0, max_concurrency=8)
+_RemoteShelf = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=8)(ShelfActor)
 
 
 class OwnerState(enum.Enum):
@@ -84,10 +84,12 @@ class BlockOwner:
       Dataset still referring to them fails when read (``OwnerDiedError``).
 
     The second bound is what a reference that escaped Ray's counting needs: an
-    ``ObjectRef`` pickled outside Ray (``pickle.dumps(dataset)``, a Dataset captured
-    in a Spark closure or written to a file) is pinned for as long as its owner
-    lives, whatever happens to the Dataset. With the default owner that is until the
-    driver leaves the cluster; with your own owner, until you close it.
+    ``ObjectRef`` that Ray's pickler serializes outside a Ray call
+    (``ray.cloudpickle.dumps`` of a Dataset or of its references, to keep in a file
+    or send elsewhere) is pinned for as long as its owner lives, whatever happens to
+    the Dataset. With the default owner that is until the driver leaves the cluster;
+    with your own owner, until you close it. The bridge passes references only
+    inside Ray calls, so it pins nothing itself.
 
     Every node of the Ray cluster gets an actor (no CPU; nodes that join later get
     one at the next `to_ray_dataset`). Use it as a context manager, or call `close`.
@@ -212,7 +214,10 @@ class BlockOwner:
             pass
 
     def _history(self, *, timeout: float | Default | None = DEFAULT) -> list[TransferRecord]:
-        """What the actors did with the last transfers: blocks kept and dropped per attempt."""
+        """What the actors did with the last transfers: blocks kept and dropped per attempt.
+
+        One record per transfer, with what every node's actor did.
+        """
         wait = resolve_timeout(timeout, CALL_TIMEOUT_S)
         parts = get(
             [shelf.history.remote() for shelf in self._shelves.values()],
@@ -220,7 +225,14 @@ class BlockOwner:
             who=self._who(),
             method="history",
         )
-        return [record for part in parts for record in part]
+        merged: dict[str, TransferRecord] = {}  # one record per transfer, all nodes together
+        for part in parts:
+            for record in part:
+                into = merged.setdefault(record.transfer, TransferRecord(record.transfer))
+                into.kept.update(record.kept)
+                into.dropped.update(record.dropped)
+                into.senders.update(record.senders)
+        return list(merged.values())
 
     def _progress(
         self, *, timeout: float | Default | None = DEFAULT
