@@ -25,6 +25,11 @@ What it promises:
   executor transport), so later actions on it never need the actors. A `BridgePool`
   passed as ``actor_class`` keeps its actors from call to call, until it is closed.
 
+`to_ray_dataset` and `from_ray_dataset` hand a whole DataFrame to Ray Data and take
+a Dataset back: the executors put Arrow blocks into Ray's object store (owned by a
+`BlockOwner`, one actor per node) and read them back from it, with every row exactly
+once whatever Spark retries, and nothing through the driver.
+
 What it does not: it does not make a stateful ``__call__`` exactly-once. A batch may
 run twice on an actor (re-sent after a crash, or by a retried Spark task); results are
 kept once, but side effects of ``__call__`` happen again.

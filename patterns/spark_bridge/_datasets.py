@@ -125,11 +125,16 @@ def spark_schema_of(arrow_schema: pa.Schema) -> Any:
     from pyspark.sql.pandas.types import from_arrow_type
     from pyspark.sql.types import StructField, StructType
 
+    # Arrow timestamps without a zone are Spark's TIMESTAMP_NTZ (PySpark 4's default;
+    # PySpark 3.5 would make them TIMESTAMP, shifting them by the session's zone).
+    options = {}
+    if "prefer_timestamp_ntz" in inspect.signature(from_arrow_type).parameters:
+        options["prefer_timestamp_ntz"] = True
     fields = []
     for field in arrow_schema:
         plain = _plain_arrow_type(field.name, field.type)
         try:
-            data_type = from_arrow_type(plain)
+            data_type = from_arrow_type(plain, **options)
         except Exception as exc:
             msg = (
                 f"'ds' column {field.name!r} has the Arrow type {field.type}, which Spark "
@@ -481,8 +486,10 @@ def to_ray_dataset(
     _check_ray_connected()
 
     deadline = None if budget is None else time.monotonic() + budget
-    owner = owner or default_owner(timeout=budget)
-    owner._cover_nodes(_left(deadline))
+    if owner is None:
+        owner = default_owner(timeout=budget)
+    else:
+        owner._cover_nodes(_left(deadline))  # nodes that joined since it started
     transfer = f"to-ray-{uuid.uuid4().hex[:12]}"
     plan = ExportPlan(
         transfer=transfer,

@@ -59,7 +59,9 @@ class ShelfActor(BlockShelf):
 
 # Several Spark tasks of a node deliver at once; a delivery is a copy into the object
 # store, which runs outside the GIL, so a few threads keep them from queueing.
-_RemoteShelf = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=8)(ShelfActor)
+_RemoteShelf: Any = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=8)(  # type: ignore[call-overload]
+    ShelfActor
+)
 
 
 class OwnerState(enum.Enum):
