@@ -79,7 +79,7 @@ def main() -> None:
             fn_constructor_args=(path,),
             batch_format="pandas",
             batch_size=2_500,
-            concurrency=2,  # a pool of two actors
+            compute=ray.data.ActorPoolStrategy(size=2),  # a pool of two actors
             num_cpus=0.5,
         ).materialize()
         scores = from_ray_dataset(scored, spark)  # object store -> executors
