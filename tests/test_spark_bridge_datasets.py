@@ -299,7 +299,11 @@ def test_empty_tables_keep_their_schema_both_ways(spark: Any) -> None:
 
 
 class FailOnceAtTheEnd:
-    """A Spark ``mapInArrow`` step whose first attempt of partition 0 fails after its rows."""
+    """A Spark ``mapInArrow`` step whose first attempt of partition 0 fails after its rows.
+
+    It waits a moment before failing, so that the next step (``to_ray_dataset``'s, in
+    another Python worker of the same task) has sent every row on to Ray.
+    """
 
     def __call__(self, batches: Any) -> Any:
         from pyspark import TaskContext
@@ -307,6 +311,7 @@ class FailOnceAtTheEnd:
         context = TaskContext.get()
         yield from batches
         if context.partitionId() == 0 and context.attemptNumber() == 0:
+            time.sleep(2.0)
             raise RuntimeError("first attempt fails after every row was sent on")
 
 
@@ -316,19 +321,24 @@ class FailOnceAtTheEnd:
 def test_a_rerun_spark_task_does_not_duplicate_its_partition(spark: Any) -> None:
     source = spark.range(4_000, numPartitions=2).selectExpr("id", "id * 2 AS twice")
     flaky = source.mapInArrow(FailOnceAtTheEnd(), source.schema)
-    with BlockOwner(timeout=TIMEOUT) as owner:
-        # One row per block: the failed attempt has delivered blocks before it fails.
-        ds = to_ray_dataset(flaky, owner=owner, block_bytes=1)
-        ids = sorted(row["id"] for row in ds.iter_rows())
-        assert ids == list(range(4_000))  # every row once
+    setting = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    saved = spark.conf.get(setting)
+    spark.conf.set(setting, "200")  # 10 batches per partition: 10 blocks (block_bytes=1)
+    try:
+        with BlockOwner(timeout=TIMEOUT) as owner:
+            ds = to_ray_dataset(flaky, owner=owner, block_bytes=1)
+            ids = sorted(row["id"] for row in ds.iter_rows())
+            assert ids == list(range(4_000))  # every row once
 
-        [record] = [r for r in owner._history() if r.kept]
-        kept_attempts = {partition for partition, _ in record.kept}
-        assert kept_attempts == {0, 1}
-        dropped = {key: n for key, n in record.dropped.items() if key[0] == 0}
-        assert dropped and sum(dropped.values()) >= 1, record  # the failed attempt's blocks
-        assert all(key not in record.kept for key in record.dropped)
-        del ds
+            [record] = [r for r in owner._history() if r.kept]
+            kept_attempts = {partition for partition, _ in record.kept}
+            assert kept_attempts == {0, 1}
+            dropped = {key: n for key, n in record.dropped.items() if key[0] == 0}
+            assert dropped and sum(dropped.values()) >= 1, record  # the failed attempt's blocks
+            assert all(key not in record.kept for key in record.dropped)
+            del ds
+    finally:
+        spark.conf.set(setting, saved)
 
 
 @pytest.mark.spark

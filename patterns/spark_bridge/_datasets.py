@@ -43,8 +43,7 @@ from patterns._checks import check_int, check_name, check_positive_float, descri
 from patterns.errors import CallTimeoutError, PatternError
 from patterns.spark_bridge._blocks import Accepted
 from patterns.spark_bridge._executor import AuthSettings, driver_auth, lease
-from patterns.spark_bridge._owner import BlockOwner, default_owner
-from patterns.spark_bridge._pool import NAMESPACE
+from patterns.spark_bridge._owner import NAMESPACE, BlockOwner, default_owner
 from patterns.spark_bridge._run import _job_group
 
 if TYPE_CHECKING:

@@ -26,9 +26,11 @@ import ray
 from patterns._calls import DEFAULT, Default, get, resolve_timeout, stop_actors
 from patterns.errors import FacadeClosedError
 from patterns.spark_bridge._blocks import Accepted, BlockShelf, TransferRecord
-from patterns.spark_bridge._pool import NAMESPACE
 
-__all__ = ["START_TIMEOUT_S", "BlockOwner", "OwnerState", "default_owner"]
+__all__ = ["NAMESPACE", "START_TIMEOUT_S", "BlockOwner", "OwnerState", "default_owner"]
+
+NAMESPACE = "spark-bridge-blocks"
+"""Where the owners' actors are named (apart from the map functions' pools)."""
 
 START_TIMEOUT_S = 120.0
 """How long the shelves may take to start, by default (a new Ray worker process each)."""
