@@ -2,10 +2,9 @@
 
 Unit tests of the bookkeeping (no Ray, no Spark) first, then the cluster tests on the
 shared Ray-on-Spark cluster: round trips equal to a pandas reference (nulls, non-ASCII
-strings, timestamps, booleans, floats), a re-run Spark task that must not duplicate its
-partition, the object store back to its baseline once a Dataset is dropped or its
-owner closed, and arguments refused before any job starts. Killed Python workers are in
-test_spark_bridge_datasets_faults.py.
+strings, timestamps, booleans, floats), the object store back to its baseline once a
+Dataset is dropped or its owner closed, and arguments refused before any job starts.
+A killed Python worker (a re-run Spark task) is in test_spark_bridge_datasets_faults.py.
 
 Cost on the shared cluster: about 12 Spark jobs of a few thousand rows, and one
 `BlockOwner` of its own (one actor per Ray node, no CPU).
@@ -296,49 +295,6 @@ def test_empty_tables_keep_their_schema_both_ways(spark: Any) -> None:
 
     nothing = ray.data.range(10).map_batches(lambda b: {"id": b["id"][b["id"] < 0]})
     assert from_ray_dataset(nothing, spark, schema="id long").count() == 0
-
-
-class FailOnceAtTheEnd:
-    """A Spark ``mapInArrow`` step whose first attempt of partition 0 fails after its rows.
-
-    It waits a moment before failing, so that the next step (``to_ray_dataset``'s, in
-    another Python worker of the same task) has sent every row on to Ray.
-    """
-
-    def __call__(self, batches: Any) -> Any:
-        from pyspark import TaskContext
-
-        context = TaskContext.get()
-        yield from batches
-        if context.partitionId() == 0 and context.attemptNumber() == 0:
-            time.sleep(2.0)
-            raise RuntimeError("first attempt fails after every row was sent on")
-
-
-@pytest.mark.spark
-@pytest.mark.timeout(600)
-@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
-def test_a_rerun_spark_task_does_not_duplicate_its_partition(spark: Any) -> None:
-    source = spark.range(4_000, numPartitions=2).selectExpr("id", "id * 2 AS twice")
-    flaky = source.mapInArrow(FailOnceAtTheEnd(), source.schema)
-    setting = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    saved = spark.conf.get(setting)
-    spark.conf.set(setting, "200")  # 10 batches per partition: 10 blocks (block_bytes=1)
-    try:
-        with BlockOwner(timeout=TIMEOUT) as owner:
-            ds = to_ray_dataset(flaky, owner=owner, block_bytes=1)
-            ids = sorted(row["id"] for row in ds.iter_rows())
-            assert ids == list(range(4_000))  # every row once
-
-            [record] = [r for r in owner._history() if r.kept]
-            kept_attempts = {partition for partition, _ in record.kept}
-            assert kept_attempts == {0, 1}
-            dropped = {key: n for key, n in record.dropped.items() if key[0] == 0}
-            assert dropped and sum(dropped.values()) >= 1, record  # the failed attempt's blocks
-            assert all(key not in record.kept for key in record.dropped)
-            del ds
-    finally:
-        spark.conf.set(setting, saved)
 
 
 @pytest.mark.spark
