@@ -25,6 +25,11 @@ What it promises:
   executor transport), so later actions on it never need the actors. A `BridgePool`
   passed as ``actor_class`` keeps its actors from call to call, until it is closed.
 
+`to_ray_dataset` and `from_ray_dataset` hand a whole DataFrame to Ray Data and take
+a Dataset back: the executors put Arrow blocks into Ray's object store (owned by a
+`BlockOwner`, one actor per node) and read them back from it, with every row exactly
+once whatever Spark retries, and nothing through the driver.
+
 What it does not: it does not make a stateful ``__call__`` exactly-once. A batch may
 run twice on an actor (re-sent after a crash, or by a retried Spark task); results are
 kept once, but side effects of ``__call__`` happen again.
@@ -51,9 +56,11 @@ from patterns._checks import (
     check_positive_float,
     describe,
 )
+from patterns.spark_bridge._datasets import from_ray_dataset, to_ray_dataset
 from patterns.spark_bridge._errors import BridgeBatchError, BridgeError, BridgeSchemaError
 from patterns.spark_bridge._keys import actor_for_key, check_key_names
 from patterns.spark_bridge._ledger import BridgeStats
+from patterns.spark_bridge._owner import BlockOwner
 from patterns.spark_bridge._pool import (
     POOL_DEFAULTS,
     Pool,
@@ -67,14 +74,17 @@ from patterns.spark_bridge._run import RunSettings, run
 from patterns.spark_bridge._schema import parse_output_schema
 
 __all__ = [
+    "BlockOwner",
     "BridgeBatchError",
     "BridgeError",
     "BridgePool",
     "BridgeSchemaError",
     "BridgeStats",
     "actor_for_key",
+    "from_ray_dataset",
     "map_batches_with_actors",
     "map_groups_with_actors",
+    "to_ray_dataset",
 ]
 
 TRANSPORTS = ("executor", "driver")
