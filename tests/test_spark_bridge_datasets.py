@@ -387,3 +387,28 @@ def test_a_value_that_does_not_fit_the_schema_names_its_column(spark: Any) -> No
     ds = ray.data.from_items([{"id": 1, "code": "7"}, {"id": 2, "code": "x7"}])
     with pytest.raises(PatternError, match=r"column 'code'.*do not convert to int64"):
         from_ray_dataset(ds, spark, schema="id long, code long")
+
+
+@pytest.mark.spark
+@pytest.mark.timeout(600)
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+def test_the_default_owner_replaces_an_actor_that_died_between_transfers(spark: Any) -> None:
+    """A crashed owner actor (SIGKILL, a node's memory monitor) owns nothing any more: the
+    next transfer starts a new one instead of failing on the dead one for ever."""
+    import os
+    import signal
+
+    from patterns._calls import wait_until_dead
+    from patterns.spark_bridge._owner import default_owner
+
+    assert to_ray_dataset(spark.range(10)).count() == 10  # the default owner is up
+    owner = default_owner(timeout=TIMEOUT)
+    victim = next(iter(owner._shelves.values()))
+    pid, _node = ray.get(victim.ping.remote(), timeout=TIMEOUT)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until_dead([victim], timeout=TIMEOUT) == []
+
+    ds = to_ray_dataset(spark.range(1_000, numPartitions=3))
+    assert ds.count() == 1_000 and ds.sum("id") == sum(range(1_000))
+    assert default_owner(timeout=TIMEOUT) is owner  # the same owner, its actor replaced
+    assert victim not in owner._shelves.values()

@@ -122,6 +122,7 @@ class BlockOwner:
         self._lock = threading.Lock()
         self._shelves: dict[str, Any] = {}  # node id -> actor handle
         self._names: dict[str, str] = {}  # node id -> actor name
+        self._started = 0  # actors started so far (they are numbered)
         self.state = OwnerState.OPEN
         try:
             self._cover_nodes(wait)
@@ -133,13 +134,16 @@ class BlockOwner:
         """Start a shelf on every alive node that has none; wait until they run."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        self._forget_dead_shelves(timeout)
         with self._lock:
             alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
             started = []
             for node in alive:
                 if node in self._shelves:
                     continue
-                name = f"blocks-{self._id}-{node[:12]}"
+                # A new name for each actor: a crashed one's may not be released yet.
+                self._started += 1
+                name = f"blocks-{self._id}-{node[:12]}-{self._started}"
                 strategy = NodeAffinitySchedulingStrategy(node, soft=False)
                 self._shelves[node] = _RemoteShelf.options(
                     name=name, namespace=NAMESPACE, scheduling_strategy=strategy
@@ -153,6 +157,32 @@ class BlockOwner:
                 who=self._who(),
                 method="start",
             )
+
+    def _forget_dead_shelves(self, timeout: float | None) -> None:
+        """Forget the actors that died since they started: a new one takes each place.
+
+        A shelf that crashed (SIGKILL, the node's memory monitor, its node left the
+        cluster) owns nothing any more: Ray freed its blocks with it, and a Dataset that
+        still refers to them fails when read (``OwnerDiedError``). Kept, it would fail
+        every later transfer that asks it to hand over or drop its part.
+        """
+        from patterns.errors import ActorLostError
+
+        with self._lock:
+            shelves = dict(self._shelves)
+        if not shelves:
+            return
+        probes = {node: shelf.ping.remote() for node, shelf in shelves.items()}
+        dead = []
+        for node, probe in probes.items():
+            try:
+                get(probe, timeout=timeout, who=self._who(), method="start")
+            except ActorLostError:
+                dead.append(node)
+        with self._lock:
+            for node in dead:
+                if self._shelves.get(node) is shelves[node]:
+                    del self._shelves[node], self._names[node]
 
     def _who(self) -> str:
         return f"BlockOwner {self._id!r}"
