@@ -48,7 +48,10 @@ class Slow:
 
     def __call__(self, batches: Any) -> Any:
         for batch in batches:
-            time.sleep(0.1)
+            # Slow enough that the kill lands mid-partition even when a progress call
+            # takes a second or two on a loaded machine (at 0.1 s the 20 blocks of a
+            # partition were all sent before the kill arrived once, at load 17).
+            time.sleep(0.25)
             yield batch
 
 
