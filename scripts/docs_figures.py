@@ -33,7 +33,7 @@ MARKER = re.compile(
     r"\{\{\s*fig\s+(?P<file>[^\s|}]+)\s+(?P<path>[^|}]+?)\s*"
     r"(?:\|\s*(?P<spec>[^}]*?))?\s*\}\}"
 )
-RATIO = re.compile(r"^ratio\(\s*(?P<a>[^,]+?)\s*,\s*(?P<b>[^)]+?)\s*\)$")
+RATIO = re.compile(r"^ratio\((?P<inner>.+)\)$")
 
 
 class FigureError(LookupError):
@@ -53,7 +53,7 @@ def _load(name: str) -> Any:
 def lookup(name: str, path: str) -> Any:
     """The value at ``path`` (segments split on ``/``) of results file ``name``."""
     node = _load(name)
-    for segment in path.strip().split("/"):
+    for segment in (part.strip() for part in path.strip().split("/")):
         if isinstance(node, dict):
             if segment not in node:
                 msg = f"{name}: no key {segment!r} on the path {path!r}"
@@ -79,7 +79,16 @@ def lookup(name: str, path: str) -> Any:
 def value(name: str, path: str) -> Any:
     """A path's value, or ``A / B`` for ``ratio(A, B)``."""
     if m := RATIO.match(path.strip()):
-        return float(lookup(name, m["a"])) / float(lookup(name, m["b"]))
+        inner = m["inner"]
+        # Keys may hold commas: split at the comma that leaves two paths that resolve.
+        for cut in [i for i, char in enumerate(inner) if char == ","]:
+            try:
+                top, bottom = lookup(name, inner[:cut]), lookup(name, inner[cut + 1 :])
+            except FigureError:
+                continue
+            return float(top) / float(bottom)
+        msg = f"{name}: {path!r} is not the ratio of two paths of the file"
+        raise FigureError(msg)
     return lookup(name, path)
 
 

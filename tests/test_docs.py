@@ -271,16 +271,15 @@ import docs_figures  # noqa: E402  (the MkDocs hook: one implementation for the 
 # (`2.28 s`, `0.88x`, `+5.6 %`, `1,980 x`, `250 ms`). Code spans, markers, includes
 # and fenced blocks are not prose.
 TYPED_FIGURE = re.compile(
-    r"(?<![\w.\-/])[-+\u2212]?\d[\d,]*(?:\.\d+)?\s?(?:ms|µs|s|x|\u00d7|%|seconds|minutes)(?![\w/])"
+    r"(?<![\w.\-/^])[-+\u2212]?\d[\d,]*(?:\.\d+)?\s?(?:ms|µs|s|x|\u00d7|%|seconds|minutes)(?![\w/])"
 )
 # Numbers with a unit that are settings, limits or sizes a reader chooses, not
 # measurements (a `timeout` of 60 s, an ideal 2x on two slots, a sleep of 1 s).
 NOT_MEASURED = re.compile(
-    r"^(?:1 s|2x|60 s|60 seconds|1 x|5 s|30 s|15 s|10 %|5 %|0\.5 s|10 minutes|3 times)$"
+    r"^(?:1 s|2x|60 s|60 seconds|1 x|5 s|30 s|15 s|10 %|5 %|0\.5 s|10 minutes|3 times|5 ms)$"
 )
 # Pages whose figures all come through markers or included results files. The
-# Spark bridge and Ray-on-Spark pages are being rewritten elsewhere; the
-# parameter-server and agents pages still quote figures of recorded runs by hand.
+# Spark bridge, Ray-on-Spark and many-hosts pages are being rewritten elsewhere.
 FIGURES_FROM_RESULTS = [
     "index.md",
     "concepts.md",
@@ -294,6 +293,8 @@ FIGURES_FROM_RESULTS = [
     "patterns/index.md",
     "patterns/counters.md",
     "patterns/actor-trees.md",
+    "patterns/agents.md",
+    "patterns/parameter-servers.md",
 ]
 
 
