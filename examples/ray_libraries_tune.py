@@ -107,14 +107,16 @@ PS_RATES = [0.01, 0.5]
 def classifier_trial_resources(n_workers: int) -> Any:
     """What one trial that fits a ParameterServerClassifier must reserve.
 
-    Tune runs every trial inside a placement group, and the actors a trial starts must
-    fit into its bundles. The trial's own process holds the first bundle for as long
-    as it runs, so each gradient worker (an actor that asks for one CPU) needs a
-    bundle of its own; the server's shards ask for none.
+    Tune runs every trial inside a placement group, and the actors a trial starts are
+    placed in its bundles: each needs a free CPU there to be created (Ray's default
+    for an actor). The trial's own process holds the first bundle for as long as it
+    runs, so a trial of one bundle has no room for them. One more bundle per gradient
+    worker gives them that room and reserves a CPU for each worker's computation.
     """
     from ray import tune
 
-    return tune.PlacementGroupFactory([{"CPU": 1}] + [{"CPU": 1}] * n_workers)
+    bundles: list[dict[str, float]] = [{"CPU": 1.0}] + [{"CPU": 1.0} for _ in range(n_workers)]
+    return tune.PlacementGroupFactory(bundles)
 
 
 # --8<-- [end:classifier_resources]

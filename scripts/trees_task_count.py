@@ -37,9 +37,9 @@ def _counting_sum(counter: Counter) -> Any:
 def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        counts: dict[str, dict[str, int]] = {}
+        counts: dict[str, dict[str, float]] = {}
         for leaves in LEAVES:
-            row: dict[str, int] = {}
+            row: dict[str, float] = {}
             for fan_in in FAN_INS:
                 with Counter() as counter:
                     total = tree_reduce(range(leaves), _counting_sum(counter), fan_in=fan_in)
