@@ -108,10 +108,9 @@ def classifier_trial_resources(n_workers: int) -> Any:
     """What one trial that fits a ParameterServerClassifier must reserve.
 
     Tune runs every trial inside a placement group, and the actors a trial starts are
-    placed in its bundles: each needs a free CPU there to be created (Ray's default
-    for an actor). The trial's own process holds the first bundle for as long as it
-    runs, so a trial of one bundle has no room for them. One more bundle per gradient
-    worker gives them that room and reserves a CPU for each worker's computation.
+    placed in its bundles. The first bundle is the trial's own; one more per gradient
+    worker reserves a CPU for each worker's computation, so that Tune starts no more
+    trials than the cluster's CPUs can run with their workers.
     """
     from ray import tune
 
@@ -148,7 +147,7 @@ def classifier_search(storage: str) -> Any:
     tuner = tune.Tuner(
         tune.with_resources(
             tune.with_parameters(classifier_trial, data=data),
-            classifier_trial_resources(PS_WORKERS),  # not {"cpu": 1}: that fails
+            classifier_trial_resources(PS_WORKERS),  # not {"cpu": 1}: room for the workers
         ),
         param_space={"learning_rate": tune.grid_search(PS_RATES)},
         tune_config=tune.TuneConfig(metric="accuracy", mode="max"),
