@@ -112,6 +112,12 @@ def substitute(markdown: str) -> str:
     return MARKER.sub(lambda m: render(m["file"], m["path"], m["spec"]), markdown)
 
 
+def on_config(config: Any, **_: Any) -> Any:
+    """MkDocs hook: read the results files afresh at every build (``mkdocs serve``)."""
+    _load.cache_clear()
+    return config
+
+
 def on_page_markdown(markdown: str, **_: Any) -> str:
     """MkDocs hook: figures in, markers out."""
     return substitute(markdown)
