@@ -237,8 +237,7 @@ def markdown(data: dict[str, Any], analysis: dict[str, Any]) -> str:
         if workload == "ray-in-spark" and (ratio := ray_in_spark_ratio(analysis)) is not None:
             verdict = "faster" if ratio > 1 else "slower"
             lines += [
-                f"Ray inside Spark against the pandas UDF: **{ratio:.2f}x** "
-                f"(Ray {verdict}).",
+                f"Ray inside Spark against the pandas UDF: **{ratio:.2f}x** (Ray {verdict}).",
                 "",
             ]
     lines += _launch_markdown(launch_figures(data.get("benchmarks", [])))
