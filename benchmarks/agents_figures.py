@@ -8,7 +8,8 @@
 - ``learning_curve.png``: CartPole-v1 returns while train_policy learns, with two
   rollout workers, to the 475 goal.
 
-The numbers behind them go to ``tutorials/assets/agents/figures.json``. It starts a
+The numbers behind them go to ``benchmarks/results/agents_figures.json``, which the
+agents page quotes. It starts a
 local Ray (``num_cpus=2``) unless one is connected; with ``--ray-on-spark`` it runs on
 the embedded Ray-on-Spark cluster (:class:`launcher.RayOnSpark`) instead, and stops it.
 """
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 ASSETS = Path(__file__).resolve().parents[1] / "tutorials" / "assets" / "agents"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "agents_figures.json"
 
 
 def bandit_race(rounds: int = 3_000) -> dict[str, Any]:
@@ -66,8 +68,8 @@ def replica_race(rounds: int = 3_000) -> dict[str, Any]:
         "4 replicas, merge every 20": lambda: AgentReplicas(
             LinUCBAgent, n_replicas=4, sync_every=20, agent_kwargs=sizes
         ),
-        "8 replicas, merge every 8": lambda: AgentReplicas(
-            LinUCBAgent, n_replicas=8, sync_every=8, agent_kwargs=sizes
+        "8 replicas, merge every 6": lambda: AgentReplicas(
+            LinUCBAgent, n_replicas=8, sync_every=6, agent_kwargs=sizes
         ),
         "4 replicas that never merge": lambda: AgentReplicas(
             LinUCBAgent, n_replicas=4, sync_every=10**9, agent_kwargs=sizes
@@ -144,6 +146,7 @@ def plot(race: dict[str, Any], replicas: dict[str, Any], curve: dict[str, Any]) 
 
 def main(argv: list[str] | None = None) -> None:
     import contextlib
+    import os
     import sys
 
     import ray
@@ -167,12 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     plot(race, replicas, curve)
     summary = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "cluster": cluster,
         "regret": {k: float(v[-1]) for k, v in race["curves"].items()},
         "replicas_regret": {k: float(v[-1]) for k, v in replicas["curves"].items()},
         "cartpole": {k: v for k, v in curve.items() if k not in ("returns", "moving_average")},
     }
-    (ASSETS / "figures.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=2))
 
 

@@ -86,8 +86,7 @@ def markdown(table: dict[str, Any]) -> str:
         goal = row["goal"]
         if goal is not None:
             met = "met" if row["against_one"] <= goal else "missed"
-            kind = "criterion" if goal == 0.10 else "goal"
-            against = f"{against} ({kind}: within {100 * goal:.0f} %, {met})"
+            against = f"{against} (target: within {100 * goal:.0f} %, {met})"
         lines.append(
             f"| {name[0].upper()}{name[1:]} | {row['regret']:,.0f} | {against} "
             f"| {row['merges']:,} |"

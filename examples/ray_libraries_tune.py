@@ -99,6 +99,66 @@ def search(storage: str) -> Any:
     return results
 
 
+# --8<-- [start:classifier_resources]
+PS_WORKERS = 1  # gradient workers per trial: two CPUs a trial on the test cluster
+PS_RATES = [0.01, 0.5]
+
+
+def classifier_trial_resources(n_workers: int) -> Any:
+    """What one trial that fits a ParameterServerClassifier must reserve.
+
+    Tune runs every trial inside a placement group, and the actors a trial starts are
+    placed in its bundles. The first bundle is the trial's own; one more per gradient
+    worker reserves a CPU for each worker's computation, so that Tune starts no more
+    trials than the cluster's CPUs can run with their workers.
+    """
+    from ray import tune
+
+    bundles: list[dict[str, float]] = [{"CPU": 1.0}] + [{"CPU": 1.0} for _ in range(n_workers)]
+    return tune.PlacementGroupFactory(bundles)
+
+
+# --8<-- [end:classifier_resources]
+
+
+# --8<-- [start:classifier_trial]
+def classifier_trial(config: dict[str, float], data: Any) -> None:
+    """Fit a ParameterServerClassifier with one learning rate; report held-out accuracy."""
+    from ray import tune
+
+    from patterns import ParameterServerClassifier
+
+    X_train, X_test, y_train, y_test = data
+    clf = ParameterServerClassifier(
+        n_workers=PS_WORKERS, learning_rate=config["learning_rate"], steps=60, random_state=0
+    ).fit(X_train, y_train)  # its actors land in the trial's bundles, and stop after fit
+    tune.report({"accuracy": clf.score(X_test, y_test)})
+
+
+def classifier_search(storage: str) -> Any:
+    from ray import tune
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_classification(n_samples=400, n_features=8, n_informative=5, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    data = train_test_split(X, y, test_size=0.25, random_state=0)
+    tuner = tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(classifier_trial, data=data),
+            classifier_trial_resources(PS_WORKERS),  # not {"cpu": 1}: room for the workers
+        ),
+        param_space={"learning_rate": tune.grid_search(PS_RATES)},
+        tune_config=tune.TuneConfig(metric="accuracy", mode="max"),
+        run_config=tune.RunConfig(name="ps-classifier", storage_path=storage, verbose=0),
+    )
+    return tuner.fit()
+
+
+# --8<-- [end:classifier_trial]
+
+
 # --8<-- [start:slots]
 def trial_slots(plan: Any, trial_cpus: int) -> int:
     """How many trials asking for ``trial_cpus`` CPUs each a planned cluster runs at once."""
@@ -221,6 +281,14 @@ def main(figure: Path | None = None, table_file: Path | None = None) -> None:
             assert path.stat().st_size > 0
         if table_file is not None:
             table_file.write_text(shown.to_string(index=False) + "\n", encoding="utf-8")
+
+        # --8<-- [start:classifier_results]
+        results = classifier_search(storage)
+        assert not results.errors, results.errors  # every trial's actors fitted its bundles
+        best = results.get_best_result()
+        print(f"classifier: best {best.config} with accuracy {best.metrics['accuracy']:.3f}")
+        assert len(results) == len(PS_RATES) and best.metrics["accuracy"] > 0.7
+        # --8<-- [end:classifier_results]
     assert not Path(storage).exists()
 
 

@@ -260,3 +260,182 @@ def test_api_reference_renders_every_public_name(
     html = (built_site[0] / page).with_suffix(".html").read_text(encoding="utf-8")
     missing = [name for name in public if f'id="{package}.{name}"' not in html]
     assert not missing, f"{page} does not render {package}.{missing} from __all__"
+
+
+# --- measured figures: generated from benchmarks/results/, never typed ----------------------
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import docs_figures  # noqa: E402  (the MkDocs hook: one implementation for the build and here)
+
+# A measured figure in prose: a number with a unit of time, a ratio or a share
+# (`2.28 s`, `0.88x`, `+5.6 %`, `1,980 x`, `250 ms`). Code spans, markers, includes
+# and fenced blocks are not prose.
+TYPED_FIGURE = re.compile(
+    r"(?<![\w.\-/^])[-+\u2212]?\d[\d,]*(?:\.\d+)?\s?(?:ms|µs|s|x|\u00d7|%|seconds|minutes)(?![\w/])"
+)
+# Numbers with a unit that are settings, limits or sizes a reader chooses, not
+# measurements (a `timeout` of 60 s, an ideal 2x on two slots, a sleep of 1 s).
+NOT_MEASURED = re.compile(
+    r"^(?:1 s|2x|60 s|60 seconds|1 x|5 s|30 s|15 s|10 %|5 %|0\.5 s|10 minutes|3 times|5 ms)$"
+)
+# Pages whose figures all come through markers or included results files. The
+# Spark bridge, Ray-on-Spark and many-hosts pages are being rewritten elsewhere.
+FIGURES_FROM_RESULTS = [
+    "index.md",
+    "concepts.md",
+    "fault-tolerance.md",
+    "benchmarks.md",
+    "ray-libraries.md",
+    "glossary.md",
+    "choosing.md",
+    "production.md",
+    "anti-patterns.md",
+    "patterns/index.md",
+    "patterns/counters.md",
+    "patterns/actor-trees.md",
+    "patterns/agents.md",
+    "patterns/parameter-servers.md",
+]
+
+
+def prose(text: str) -> list[tuple[int, str]]:
+    """The lines of a page a reader reads as text, with code spans and markers removed."""
+    lines = []
+    in_fence = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence or INLINE.match(line) or BLOCK.match(line):
+            continue
+        line = docs_figures.MARKER.sub("", line)
+        line = re.sub(r"`[^`]*`", "", line)
+        line = re.sub(r"\]\([^)]*\)", "]", line)  # link targets
+        lines.append((number, line))
+    return lines
+
+
+def typed_figures(text: str) -> list[tuple[int, str]]:
+    """Measured-looking figures typed in a page's prose, as (line, figure)."""
+    return [
+        (number, m.group(0))
+        for number, line in prose(text)
+        for m in TYPED_FIGURE.finditer(line)
+        if not NOT_MEASURED.match(m.group(0).strip())
+    ]
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_every_figure_marker_resolves_in_its_results_file(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    for m in docs_figures.MARKER.finditer(text):
+        try:
+            docs_figures.render(m["file"], m["path"], m["spec"])
+        except docs_figures.FigureError as exc:
+            pytest.fail(f"{page.relative_to(ROOT)}: {m.group(0)}: {exc}")
+    left = re.findall(r"\{\{\s*fig\b[^}]*\}?\}?", docs_figures.MARKER.sub("", text))
+    assert not left, f"{page.relative_to(ROOT)}: malformed figure markers {left}"
+
+
+@pytest.mark.parametrize("name", FIGURES_FROM_RESULTS)
+def test_page_types_no_measured_figure(name: str) -> None:
+    page = DOCS / name
+    assert page.is_file(), f"{name} is listed but does not exist"
+    typed = typed_figures(page.read_text(encoding="utf-8"))
+    assert not typed, (
+        f"{name} types measured figures by hand; quote them from benchmarks/results/ "
+        f"with {{{{ fig FILE PATH | SPEC }}}} (scripts/docs_figures.py): {typed[:8]}"
+    )
+
+
+def test_the_figure_checks_fail_on_a_planted_figure() -> None:
+    page = (DOCS / "patterns" / "counters.md").read_text(encoding="utf-8")
+    assert not typed_figures(page)
+    planted = page.replace("## Benchmark figures", "## Benchmark figures\n\nIt took 3.14 s.")
+    assert typed_figures(planted) == [
+        (page.splitlines().index("## Benchmark figures") + 3, "3.14 s")
+    ]
+    # A marker whose key the results file does not hold fails the build and the test.
+    with pytest.raises(docs_figures.FigureError, match="no key"):
+        docs_figures.substitute("{{ fig counters.json rap/no_such_figure }}")
+    with pytest.raises(docs_figures.FigureError, match="no results file"):
+        docs_figures.substitute("{{ fig not_measured.json rap/date }}")
+
+
+def test_figures_on_the_built_page_equal_their_results_file(built_site: tuple[Path, str]) -> None:
+    html = (built_site[0] / "patterns" / "counters.html").read_text(encoding="utf-8")
+    assert "{{ fig" not in html, "a figure marker reached the reader"
+    speedup = docs_figures.lookup(
+        "counters.json", "benchmarks/test_bench_sharded_batched/extra_info/batching_speedup_x"
+    )
+    assert f"{speedup:,.0f} x" in html
+
+
+# --- results files are not older than the code that measured them --------------------------
+
+# Each results file the pages quote, and the code that writes it. A results file is
+# stale when a commit changed its writer after the last commit of the file itself.
+RESULTS_WRITERS = {
+    "results.json": [
+        "benchmarks/_engines.py",
+        "benchmarks/_workloads.py",
+        "benchmarks/_harness.py",
+        "benchmarks/launch_timing.py",
+        *sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("benchmarks/test_engines_*.py")),
+    ],
+    "spark_bridge.json": [
+        "benchmarks/test_spark_bridge_bench.py",
+        "benchmarks/test_engines_ray_in_spark.py",
+    ],
+    "counters.json": ["benchmarks/test_counters_bench.py", "scripts/record_bench.py"],
+    "trees.json": ["benchmarks/test_trees_bench.py"],
+    "trees_tasks.json": ["scripts/trees_task_count.py"],
+    "parameter_servers.json": ["benchmarks/test_parameter_servers_bench.py"],
+    "agents.json": ["benchmarks/test_agents_bench.py"],
+    "agents_latency.json": ["benchmarks/test_agents_bench.py"],
+    "agents_figures.json": ["benchmarks/agents_figures.py"],
+    "agents_replicas.json": ["benchmarks/agents_replica_table.py"],
+}
+# Results whose writer changed after the run (mostly API renames in the benchmark code,
+# not what it measures) and that wait for a re-run on a quiet machine. The test fails
+# when one of them is fresh again, so the list cannot outlive the re-run.
+# results.json: workload 5 now measures 2 rounds per engine instead of 5.
+RERUN_PENDING = {
+    "results.json",
+    "trees.json",
+    "parameter_servers.json",
+    "agents.json",
+    "agents_latency.json",
+}
+
+
+def _last_commit_time(path: str) -> int:
+    out = subprocess.run(
+        ["git", "log", "-1", "--format=%ct", "--", path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out, f"{path} has no commit: commit it before its figures are quoted"
+    return int(out)
+
+
+@pytest.mark.parametrize("name", sorted(RESULTS_WRITERS))
+def test_results_file_is_not_older_than_its_benchmark_code(name: str) -> None:
+    results = _last_commit_time(f"benchmarks/results/{name}")
+    newer = [w for w in RESULTS_WRITERS[name] if _last_commit_time(w) > results]
+    if name in RERUN_PENDING:
+        assert newer, f"{name} is fresh again: remove it from RERUN_PENDING"
+    else:
+        assert not newer, f"benchmarks/results/{name} is older than {newer}: run it again"
+
+
+def test_every_quoted_results_file_has_a_writer() -> None:
+    quoted = {
+        m["file"]
+        for page in pages()
+        for m in docs_figures.MARKER.finditer(page.read_text(encoding="utf-8"))
+        if "/" not in m["file"]
+    }
+    assert quoted <= set(RESULTS_WRITERS), f"no writer listed for {quoted - set(RESULTS_WRITERS)}"
