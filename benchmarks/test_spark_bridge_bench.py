@@ -125,7 +125,7 @@ def _engines(
     def bridge(affinity: bool) -> Callable[[], pd.Series]:
         def run() -> pd.Series:
             out = map_groups_with_actors(
-                frame, "g", GroupForecaster, output_schema=SCHEMA, pool_size=_harness.SLOTS,
+                frame, "g", GroupForecaster, output_schema=SCHEMA, n_actors=_harness.SLOTS,
                 key_affinity=affinity, batch_size=1_000, progress=False,
             )  # fmt: skip
             return _series(out)
@@ -155,7 +155,7 @@ def _engines(
 
         def bridge_trivial() -> pd.Series:
             out = map_groups_with_actors(
-                frame, "g", GroupMean, output_schema=SCHEMA, pool_size=_harness.SLOTS,
+                frame, "g", GroupMean, output_schema=SCHEMA, n_actors=_harness.SLOTS,
                 batch_size=1_000, progress=False,
             )  # fmt: skip
             return _series(out)
@@ -217,7 +217,7 @@ def test_bench_per_group_model(
     # place theirs; they all run on the same cores anyway.
     pool = None
     if not sizes.smoke:
-        pool = BridgePool(GroupForecaster, pool_size=_harness.SLOTS, actor_options={"num_cpus": 0})
+        pool = BridgePool(GroupForecaster, n_actors=_harness.SLOTS, actor_options={"num_cpus": 0})
     try:
         if pool is not None:
             pool.wait_ready()
@@ -281,7 +281,7 @@ def test_bench_many_small_groups(
 
     def bridge() -> pd.Series:
         out = map_groups_with_actors(
-            frame, "g", GroupMean, output_schema=SCHEMA, pool_size=_harness.SLOTS,
+            frame, "g", GroupMean, output_schema=SCHEMA, n_actors=_harness.SLOTS,
             progress=False, stats=stats,
         )  # fmt: skip
         return _series(out)
