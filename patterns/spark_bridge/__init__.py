@@ -20,10 +20,16 @@ What it promises:
   naming its group key or place, the actor and the remote error. A killed actor is
   restarted by Ray and the calls it had are sent again; the run completes with every
   row once, and `BridgeStats` counts each batch once however often it was retried.
+  A batch that kills its actor on every attempt (a poison batch) stops the run after
+  ``MAX_TASK_RETRIES`` re-sends with `BridgeActorLostError` (an ``ActorLostError``).
+- **Bounded waits.** Every wait of a sender is bounded by the run's ``timeout``: an
+  actor alive but stuck stops the run with ``CallTimeoutError``, never a hang. Every
+  error of the bridge is a ``PatternError``.
 - **Lifetime.** By default the pool lives for one call. The returned DataFrame is
   materialised before the pool stops (``localCheckpoint`` on the executors for the
   executor transport), so later actions on it never need the actors. A `BridgePool`
-  passed as ``actor_class`` keeps its actors from call to call, until it is closed.
+  passed as ``actor_class`` keeps its actors from call to call, until its ``close()``
+  (a facade like the library's others: ``with``, ``attach``, ``stats``, ``pids``).
 
 `to_ray_dataset` and `from_ray_dataset` hand a whole DataFrame to Ray Data and take
 a Dataset back: the executors put Arrow blocks into Ray's object store (owned by a
