@@ -125,7 +125,7 @@ def _engines(
     def bridge(affinity: bool) -> Callable[[], pd.Series]:
         def run() -> pd.Series:
             out = map_groups_with_actors(
-                frame, "g", GroupForecaster, output_schema=SCHEMA, pool_size=_harness.SLOTS,
+                frame, "g", GroupForecaster, output_schema=SCHEMA, n_actors=_harness.SLOTS,
                 key_affinity=affinity, batch_size=1_000, progress=False,
             )  # fmt: skip
             return _series(out)
@@ -155,7 +155,7 @@ def _engines(
 
         def bridge_trivial() -> pd.Series:
             out = map_groups_with_actors(
-                frame, "g", GroupMean, output_schema=SCHEMA, pool_size=_harness.SLOTS,
+                frame, "g", GroupMean, output_schema=SCHEMA, n_actors=_harness.SLOTS,
                 batch_size=1_000, progress=False,
             )  # fmt: skip
             return _series(out)
@@ -217,7 +217,7 @@ def test_bench_per_group_model(
     # place theirs; they all run on the same cores anyway.
     pool = None
     if not sizes.smoke:
-        pool = BridgePool(GroupForecaster, pool_size=_harness.SLOTS, actor_options={"num_cpus": 0})
+        pool = BridgePool(GroupForecaster, n_actors=_harness.SLOTS, actor_options={"num_cpus": 0})
     try:
         if pool is not None:
             pool.wait_ready()
@@ -281,7 +281,7 @@ def test_bench_many_small_groups(
 
     def bridge() -> pd.Series:
         out = map_groups_with_actors(
-            frame, "g", GroupMean, output_schema=SCHEMA, pool_size=_harness.SLOTS,
+            frame, "g", GroupMean, output_schema=SCHEMA, n_actors=_harness.SLOTS,
             progress=False, stats=stats,
         )  # fmt: skip
         return _series(out)
@@ -306,4 +306,114 @@ def test_bench_many_small_groups(
         )  # fmt: skip
         assert stats.groups == groups
     finally:
+        frame.unpersist()
+
+
+# --- the workload actors exist for: a model expensive to load ----------------------------------
+
+LOAD_S = 1.0
+"""What loading the model costs (a sleep: reading weights from storage takes time, not CPU)."""
+
+
+class _LoadedModel:
+    """A model whose load takes `LOAD_S`; scoring a group is cheap (its mean, scaled)."""
+
+    def __init__(self) -> None:
+        time.sleep(LOAD_S)
+        self.scale = 1.0
+
+    def score(self, units: pd.Series) -> float:
+        return float(units.mean()) * self.scale
+
+
+class ScoresWithLoadedModel:
+    """The bridge's pool class: the model is loaded once, in ``__init__``."""
+
+    def __init__(self) -> None:
+        self.model = _LoadedModel()
+
+    def __call__(self, key: tuple, group: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"g": [key[0]], "forecast": [self.model.score(group["units"])]})
+
+
+def test_bench_expensive_model(
+    benchmark: Any, spark: Any, ray_ready: dict, sizes: _harness.Sizes
+) -> None:
+    """A model that costs `LOAD_S` to load, cheap per group: where actors should win.
+
+    ``applyInPandas`` loads it per group (the plain way), or once per Spark task (a cache
+    in the function's closure, which Spark unpickles once per task); the bridge loads it
+    once per actor: on a `BridgePool` before the timed rounds, or per call with a pool of
+    its own (its actors load in parallel while Spark starts the job).
+    """
+    from patterns import BridgePool, map_groups_with_actors
+
+    groups = 6 if sizes.smoke else 24
+    spark_frame = spark.range(groups * 50, numPartitions=_harness.SLOTS).selectExpr(
+        f"concat('g', lpad(cast(id % {groups} AS string), 5, '0')) AS g",
+        "cast(id AS double) AS units",
+    )
+    frame = spark_frame.cache()
+    assert frame.count() == groups * 50
+    reference = frame.toPandas().groupby("g")["units"].mean().sort_index()
+
+    def apply_per_group() -> pd.Series:
+        def one(group: pd.DataFrame) -> pd.DataFrame:
+            model = _LoadedModel()
+            return pd.DataFrame(
+                {"g": [group["g"].iloc[0]], "forecast": [model.score(group["units"])]}
+            )
+
+        return _series(frame.groupBy("g").applyInPandas(one, SCHEMA))
+
+    def apply_per_task() -> pd.Series:
+        loaded: list[_LoadedModel] = []  # one per task: Spark unpickles the function per task
+
+        def one(group: pd.DataFrame) -> pd.DataFrame:
+            if not loaded:
+                loaded.append(_LoadedModel())
+            value = loaded[0].score(group["units"])
+            return pd.DataFrame({"g": [group["g"].iloc[0]], "forecast": [value]})
+
+        return _series(frame.groupBy("g").applyInPandas(one, SCHEMA))
+
+    def bridge_own_pool() -> pd.Series:
+        out = map_groups_with_actors(
+            frame, "g", ScoresWithLoadedModel, output_schema=SCHEMA, n_actors=_harness.SLOTS,
+            progress=False,
+        )  # fmt: skip
+        return _series(out)
+
+    pool = BridgePool(ScoresWithLoadedModel, n_actors=_harness.SLOTS, actor_options={"num_cpus": 0})
+
+    def bridge_pool() -> pd.Series:
+        return _series(
+            map_groups_with_actors(frame, "g", pool, output_schema=SCHEMA, progress=False)
+        )
+
+    engines = {
+        "apply-in-pandas": apply_per_group,
+        "apply-in-pandas-per-task": apply_per_task,
+        "bridge": bridge_own_pool,
+        "bridge-pool": bridge_pool,
+    }
+    try:
+        pool.wait_ready()
+        benchmark.group = "spark bridge: a model that costs 1 s to load"
+        rounds = 1 if sizes.smoke else ROUNDS
+        if not sizes.smoke:
+            _alternate(engines, reference, 1)
+        times: dict[str, list[float]] = {}
+
+        def measured() -> None:
+            times.update(_alternate(engines, reference, rounds))
+
+        benchmark.pedantic(measured, rounds=1, iterations=1)
+        partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+        _report(
+            benchmark, times, "apply-in-pandas", groups=groups, load_s=LOAD_S,
+            shuffle_partitions=partitions, rounds=rounds,
+        )  # fmt: skip
+    finally:
+        pool.close()
         frame.unpersist()

@@ -72,7 +72,7 @@ def main() -> None:
                 Scorer,
                 actor_args=(path,),
                 output_schema="id long, score double",
-                pool_size=2,
+                n_actors=2,
                 batch_size=2_500,
                 transport=transport,
                 stats=stats,
@@ -83,7 +83,7 @@ def main() -> None:
         assert stats.rows_in == ROWS and sum(stats.batches_per_actor) == stats.batches == 8
 
         # --8<-- [start:pool]
-        with BridgePool(Scorer, actor_args=(path,), pool_size=2) as pool:
+        with BridgePool(Scorer, actor_args=(path,), n_actors=2) as pool:
             pool.wait_ready()  # each actor has loaded the model: once for every call below
             for parity in (0, 1):
                 part = rows.where(F.col("id") % 2 == parity)

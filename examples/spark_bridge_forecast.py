@@ -102,7 +102,7 @@ def main() -> None:
         Forecaster,
         actor_kwargs={"horizon": HORIZON},
         output_schema="store string, item int, day int, forecast double",
-        pool_size=2,
+        n_actors=2,
         stats=stats,
     )
     # --8<-- [end:run]

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     )
     from patterns.spark_bridge import (
         BlockOwner,
+        BridgeActorLostError,
         BridgeBatchError,
         BridgeError,
         BridgePool,
@@ -128,6 +129,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "patterns.spark_bridge": (
         "BlockOwner",
+        "BridgeActorLostError",
         "BridgeBatchError",
         "BridgeError",
         "BridgePool",
@@ -163,6 +165,7 @@ __all__ = [
     "AgentReplicas",
     "BanditHistory",
     "BlockOwner",
+    "BridgeActorLostError",
     "BridgeBatchError",
     "BridgeError",
     "BridgePool",

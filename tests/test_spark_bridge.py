@@ -66,10 +66,10 @@ def test_actor_for_key_spreads_keys_and_treats_equal_keys_alike() -> None:
     assert actor_for_key("x", 3) == actor_for_key(("x",), 3)
 
 
-@pytest.mark.parametrize(("pool_size", "error"), [(0, ValueError), ("2", TypeError)])
-def test_actor_for_key_checks_pool_size(pool_size: object, error: type) -> None:
-    with pytest.raises(error, match="'pool_size'"):
-        actor_for_key(("a",), pool_size)  # type: ignore[arg-type]
+@pytest.mark.parametrize(("n_actors", "error"), [(0, ValueError), ("2", TypeError)])
+def test_actor_for_key_checks_n_actors(n_actors: object, error: type) -> None:
+    with pytest.raises(error, match="'n_actors'"):
+        actor_for_key(("a",), n_actors)  # type: ignore[arg-type]
 
 
 def test_group_starts_handles_nulls_nans_and_several_columns() -> None:
@@ -96,7 +96,7 @@ def test_rebatch_keeps_every_row_in_order() -> None:
 
 def test_packer_keeps_groups_whole_across_batches_and_sends_each_to_its_actor() -> None:
     rows = [("k" + str(i // 3), i) for i in range(30)]  # 10 groups of 3, sorted
-    packer = GroupPacker(["k"], pool_size=3, batch_size=7)
+    packer = GroupPacker(["k"], n_actors=3, batch_size=7)
     packs = []
     for start in range(0, 30, 4):  # batches of 4 rows cut groups in two
         chunk = rows[start : start + 4]
@@ -119,7 +119,7 @@ def test_packer_keeps_groups_whole_across_batches_and_sends_each_to_its_actor() 
 
 
 def test_packer_sends_a_large_group_alone() -> None:
-    packer = GroupPacker(["k"], pool_size=1, batch_size=2)
+    packer = GroupPacker(["k"], n_actors=1, batch_size=2)
     packs = packer.add(pa.record_batch({"k": ["a"] * 5 + ["b"]}))
     packs += packer.finish()
     assert [(p.keys, p.sizes) for p in packs] == [([("a",)], [5]), ([("b",)], [1])]
@@ -177,6 +177,53 @@ def test_dispatcher_least_loaded_avoids_the_slow_actor() -> None:
     done += list(dispatcher.drain())
     assert sorted(f.meta for f in done) == list(range(30))
     assert dispatcher.sent[1] > dispatcher.sent[0]  # the fast actor got more
+
+
+def test_dispatcher_raises_call_timeout_when_no_call_finishes_in_time() -> None:
+    # An actor that never answers (a future never completed): the sender stops, naming it.
+    dispatcher: Dispatcher[int] = Dispatcher(
+        2, max_in_flight=1, waiter=FUTURE_WAITER, timeout=0.2, who="BridgePool 'p'",
+        method="run_batch",
+    )  # fmt: skip
+    dispatcher.send(0, lambda a: Future(), 0)
+    with pytest.raises(patterns.CallTimeoutError) as info:
+        dispatcher.send(0, lambda a: Future(), 1)  # waits for room on actor 0
+    assert str(info.value).startswith("BridgePool 'p': run_batch got no reply within 0.2 s")
+    assert "from actor 0" in str(info.value)
+    with pytest.raises(patterns.CallTimeoutError, match="from actor 0"):
+        list(dispatcher.drain())
+
+
+def test_dispatcher_gives_the_first_reply_the_startup_time_too() -> None:
+    threads = ThreadPoolExecutor(1)
+    dispatcher: Dispatcher[int] = Dispatcher(
+        1, max_in_flight=1, waiter=FUTURE_WAITER, timeout=0.1, startup_s=1.0
+    )
+    dispatcher.send(0, lambda a: threads.submit(time.sleep, 0.4), 0)  # a slow start: fine
+    done = list(dispatcher.drain())
+    assert [f.meta for f in done] == [0]
+    dispatcher.send(0, lambda a: threads.submit(time.sleep, 0.4), 1)  # later: past 0.1 s
+    with pytest.raises(patterns.CallTimeoutError, match=r"within 0\.1 s"):
+        list(dispatcher.drain())
+    threads.shutdown(wait=True)
+
+
+def test_the_bridge_errors_are_pattern_errors() -> None:
+    from patterns.spark_bridge import BridgeActorLostError
+
+    assert issubclass(patterns.BridgeError, patterns.PatternError)
+    assert issubclass(BridgeSchemaError, BridgeBatchError)
+    error = BridgeActorLostError.lost(
+        ("s1",), who="BridgePool 'p'", actor=1, method="run_groups",
+        cause="ActorDiedError: The actor died unexpectedly", attempts=4,
+    )  # fmt: skip
+    assert isinstance(error, patterns.ActorLostError) and isinstance(error, BridgeBatchError)
+    assert str(error).startswith(
+        "BridgePool 'p': run_groups of key ('s1',) lost actor 1 on every attempt (4)"
+    )
+    assert "ActorDiedError" in str(error) and error.key == ("s1",)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is BridgeActorLostError and copy.actor == 1 and str(copy) == str(error)
 
 
 def test_dispatcher_senders_of_different_partitions_start_on_different_actors() -> None:
@@ -271,7 +318,7 @@ def test_errors_keep_their_fields_through_pickle() -> None:
 
 
 def test_ledger_counts_a_retried_batch_once() -> None:
-    ledger = LedgerState(pool_size=2)
+    ledger = LedgerState(n_actors=2)
     first = [Done("p0:b0", 0, 100, 100, 0), Done("p0:b1", 1, 50, 50, 0)]
     ledger.started("p0:b0", actor=0, pid=1)
     ledger.started("p0:b1", actor=1, pid=2)
@@ -294,7 +341,7 @@ def test_ledger_counts_a_retried_batch_once() -> None:
 
 
 def test_ledger_keeps_the_first_failure() -> None:
-    ledger = LedgerState(pool_size=1)
+    ledger = LedgerState(n_actors=1)
     assert ledger.failure() is None
     ledger.trouble({"message": "actor died"})
     assert not ledger.summary()["failed"]
@@ -369,12 +416,16 @@ def test_a_bridge_pool_checks_its_arguments_before_any_actor() -> None:
         patterns.BridgePool(lambda batch: batch)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="_NotCallable, which has no __call__"):
         patterns.BridgePool(_NotCallable)
-    with pytest.raises(ValueError, match="'pool_size' must be an int >= 1, got 0"):
-        patterns.BridgePool(_Scorer, pool_size=0)
+    with pytest.raises(ValueError, match="'n_actors' must be an int >= 1, got 0"):
+        patterns.BridgePool(_Scorer, n_actors=0)
     with pytest.raises(TypeError, match="'actor_args' must be a tuple or list, got 'ab'"):
         patterns.BridgePool(_Scorer, actor_args="ab")
     with pytest.raises(ValueError, match="'actor_options' may not set 'name'"):
         patterns.BridgePool(_Scorer, actor_options={"name": "mine"})
+    with pytest.raises(ValueError, match="'namespace' only applies to a named BridgePool"):
+        patterns.BridgePool(_Scorer, namespace="elsewhere")
+    with pytest.raises(ValueError, match="'timeout' must be a finite number > 0"):
+        patterns.BridgePool(_Scorer, timeout=0)
 
 
 def test_a_bridge_pool_says_when_ray_is_not_connected() -> None:

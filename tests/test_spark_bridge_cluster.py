@@ -26,6 +26,7 @@ from patterns import (
     BridgeError,
     BridgeSchemaError,
     BridgeStats,
+    FacadeClosedError,
     actor_for_key,
     map_batches_with_actors,
     map_groups_with_actors,
@@ -276,7 +277,7 @@ def test_an_actor_never_has_more_than_max_in_flight_calls_from_a_sender(spark: A
     out = map_batches_with_actors(
         spark.range(batches * 10, numPartitions=1),  # one Spark task: one sender
         Overlaps, actor_args=(max_in_flight, batches), output_schema="id long, peak long",
-        pool_size=1, batch_size=10, max_in_flight=max_in_flight, progress=False,
+        n_actors=1, batch_size=10, max_in_flight=max_in_flight, progress=False,
         actor_options={**OPTIONS, "max_concurrency": 8},
     ).toPandas()  # fmt: skip
     assert sorted(out["id"]) == list(range(batches * 10))
@@ -295,7 +296,7 @@ def test_groups_equal_a_pandas_reference_and_keep_key_affinity(
         ["store", "item"],
         Summarize,
         output_schema=SUMMARY,
-        pool_size=3,
+        n_actors=3,
         transport=transport,
         batch_size=2_000,  # packs 4 groups of 500 rows per call
         actor_options=OPTIONS,
@@ -518,9 +519,9 @@ def _bridge_actors() -> list[str]:
             "'actor_class' must define __call__(self, batch), got BridgeStats, which has no",
         ),
         (
-            lambda df: map_batches_with_actors(df, Scale, output_schema="x long", pool_size=0),
+            lambda df: map_batches_with_actors(df, Scale, output_schema="x long", n_actors=0),
             ValueError,
-            "'pool_size' must be an int >= 1, got 0",
+            "'n_actors' must be an int >= 1, got 0",
         ),
         (
             lambda df: map_batches_with_actors(df, Scale, output_schema="x long", batch_size=0),
@@ -651,22 +652,22 @@ def test_a_bridge_pool_keeps_its_actors_and_their_state_between_calls(spark: Any
 
     frame = spark.range(60, numPartitions=2).selectExpr("id", "concat('k', id % 6) AS k")
     schema = "k string, rows long, seen long, pid long"
-    with BridgePool(CountsCalls, pool_size=2, actor_options=OPTIONS) as pool:
+    with BridgePool(CountsCalls, n_actors=2, actor_options=OPTIONS) as pool:
         pool.wait_ready()
         first = map_groups_with_actors(frame, "k", pool, output_schema=schema).toPandas()
         second = map_groups_with_actors(
-            frame, "k", pool, output_schema=schema, transport="driver", pool_size=2
+            frame, "k", pool, output_schema=schema, transport="driver", n_actors=2
         ).toPandas()
-        assert pool.state.value == "open" and len(_bridge_actors()) == 2  # no ledger left
+        assert not pool.closed and len(_bridge_actors()) == 2  # no ledger left
         with pytest.raises(ValueError, match="'actor_args', 'actor_kwargs' and 'actor_options'"):
             map_groups_with_actors(frame, "k", pool, output_schema=schema, actor_args=(1,))
-        with pytest.raises(ValueError, match=r"'pool_size' must be the BridgePool's \(2\)"):
-            map_groups_with_actors(frame, "k", pool, output_schema=schema, pool_size=3)
+        with pytest.raises(ValueError, match=r"'n_actors' must be the BridgePool's \(2\)"):
+            map_groups_with_actors(frame, "k", pool, output_schema=schema, n_actors=3)
     assert (first["rows"] == 10).all() and (second["rows"] == 10).all()
     assert (first["seen"] == 1).all()
     # The same actors, the same key on the same actor: each one saw its keys once before.
     assert (second["seen"] == 2).all()
     assert set(second["pid"]) == set(first["pid"]) and len(set(first["pid"])) == 2
-    assert pool.state.value == "closed" and _bridge_actors() == []
-    with pytest.raises(BridgeError, match="this BridgePool is closed"):
+    assert pool.closed and _bridge_actors() == []
+    with pytest.raises(FacadeClosedError, match="map_groups_with_actors called after close"):
         map_groups_with_actors(frame, "k", pool, output_schema=schema)

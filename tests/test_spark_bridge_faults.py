@@ -13,6 +13,10 @@ Two retry paths are exercised:
 - with ``max_task_retries=0`` the calls fail, the Spark task fails and Spark runs it
   again: the retried task re-sends groups that were already done, which must not be
   counted twice (``batches_resent``).
+
+And the bounds: a poison group (it kills its actor on every attempt) ends the run with
+`BridgeActorLostError` after ``MAX_TASK_RETRIES`` re-sends, and the pool's restarted
+actors serve the next run; a stuck actor ends the run with `CallTimeoutError`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,17 @@ import pandas as pd
 import pytest
 import ray
 
-from patterns import BridgeStats, map_groups_with_actors
+from patterns import (
+    ActorLostError,
+    BridgeActorLostError,
+    BridgePool,
+    BridgeStats,
+    CallTimeoutError,
+    PatternError,
+    actor_for_key,
+    map_groups_with_actors,
+)
+from patterns._calls import MAX_TASK_RETRIES
 
 pytestmark = [
     pytest.mark.spark,
@@ -145,3 +159,70 @@ def test_a_killed_actor_costs_a_rerun_not_a_wrong_count(
     if retries == 0:
         # Spark re-ran the failed task, which sent its groups again: counted once.
         assert stats.batches_resent >= 1
+
+
+# --- a poison group and a stuck actor: the run ends with the library's error --------------------
+
+POISON_GROUP = "g07"
+
+
+class PoisonOnOneGroup:
+    """Sums each group; the group `POISON_GROUP` kills the process, on every attempt."""
+
+    def __call__(self, key: tuple, group: pd.DataFrame) -> pd.DataFrame:
+        if key[0] == POISON_GROUP:
+            os._exit(1)
+        return pd.DataFrame({"g": [key[0]], "rows": [len(group)], "total": [group["v"].sum()]})
+
+
+@pytest.mark.parametrize("transport", ["executor", "driver"])
+def test_a_poison_group_ends_the_run_with_actor_lost_and_the_pool_serves_on(
+    table: tuple[Any, pd.DataFrame], transport: str
+) -> None:
+    frame, reference = table
+    schema = "g string, rows long, total double"
+    with BridgePool(PoisonOnOneGroup, n_actors=2, actor_options={"num_cpus": 0.25}) as pool:
+        pool.wait_ready()
+        with pytest.raises(BridgeActorLostError) as info:
+            map_groups_with_actors(
+                frame, "g", pool, output_schema=schema, transport=transport, batch_size=1,
+                num_partitions=2,
+            )  # fmt: skip
+        error = info.value
+        assert isinstance(error, ActorLostError) and isinstance(error, PatternError)
+        assert error.key == (POISON_GROUP,)
+        assert error.actor == actor_for_key((POISON_GROUP,), 2)
+        assert str(error).startswith("BridgePool (actor ")  # the pool, then the call
+        assert f"run_groups of key ('{POISON_GROUP}',) lost actor {error.actor}" in str(error)
+        assert f"on every attempt ({1 + MAX_TASK_RETRIES})" in str(error)
+        # The restarted actors serve the next run (without the poison group).
+        clean = frame.where(f"g != '{POISON_GROUP}'")
+        out = map_groups_with_actors(clean, "g", pool, output_schema=schema).toPandas()
+    assert sorted(out["g"]) == [g for g in reference.index if g != POISON_GROUP]
+
+
+class Stuck:
+    """Answers its first call, then stops answering (a deadlock, a hung native call)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, key: tuple, group: pd.DataFrame) -> pd.DataFrame:
+        self.calls += 1
+        if self.calls > 1:
+            time.sleep(3600)
+        return pd.DataFrame({"g": [key[0]], "rows": [len(group)], "total": [group["v"].sum()]})
+
+
+def test_a_stuck_actor_ends_an_executor_run_with_call_timeout(
+    table: tuple[Any, pd.DataFrame],
+) -> None:
+    frame, _ = table
+    # No hang: the sender stops waiting after the run's timeout (3 s here; the first
+    # reply may also take ready_timeout_s), and Spark's retries of the task send nothing.
+    with pytest.raises(CallTimeoutError, match=r"got no reply within 3 s from actor 0"):
+        map_groups_with_actors(
+            frame, "g", Stuck, output_schema="g string, rows long, total double",
+            batch_size=1, num_partitions=2, n_actors=1, actor_options={"num_cpus": 0.25},
+            timeout=3, ready_timeout_s=60,
+        )  # fmt: skip

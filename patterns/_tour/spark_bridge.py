@@ -46,13 +46,13 @@ def step(spark: Any, *, quick: bool) -> None:
         _TrendForecaster,
         actor_args=(HORIZON,),
         output_schema="store string, item int, day long, forecast double",
-        pool_size=2,
+        n_actors=2,
         actor_options={"num_cpus": 0.5},
         stats=stats,
     )
     rows = forecasts.orderBy("store", "item", "day").collect()
     print(
-        f"{stats.rows_in} sales rows in {stats.groups} groups went to {stats.pool_size} actors "
+        f"{stats.rows_in} sales rows in {stats.groups} groups went to {stats.n_actors} actors "
         f"(calls per actor: {stats.batches_per_actor}) and came back as "
         f"{len(rows)} forecast rows in a Spark DataFrame"
     )

@@ -20,10 +20,16 @@ What it promises:
   naming its group key or place, the actor and the remote error. A killed actor is
   restarted by Ray and the calls it had are sent again; the run completes with every
   row once, and `BridgeStats` counts each batch once however often it was retried.
+  A batch that kills its actor on every attempt (a poison batch) stops the run after
+  ``MAX_TASK_RETRIES`` re-sends with `BridgeActorLostError` (an ``ActorLostError``).
+- **Bounded waits.** Every wait of a sender is bounded by the run's ``timeout``: an
+  actor alive but stuck stops the run with ``CallTimeoutError``, never a hang. Every
+  error of the bridge is a ``PatternError``.
 - **Lifetime.** By default the pool lives for one call. The returned DataFrame is
   materialised before the pool stops (``localCheckpoint`` on the executors for the
   executor transport), so later actions on it never need the actors. A `BridgePool`
-  passed as ``actor_class`` keeps its actors from call to call, until it is closed.
+  passed as ``actor_class`` keeps its actors from call to call, until its ``close()``
+  (a facade like the library's others: ``with``, ``attach``, ``stats``, ``pids``).
 
 `to_ray_dataset` and `from_ray_dataset` hand a whole DataFrame to Ray Data and take
 a Dataset back: the executors put Arrow blocks into Ray's object store (owned by a
@@ -40,13 +46,20 @@ kept once, but side effects of ``__call__`` happen again.
 
 from __future__ import annotations
 
-import enum
 import inspect
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from patterns._actors import check_actor_options
+from patterns._actors import (
+    actor_info,
+    check_actor_options,
+    check_kind,
+    check_naming,
+    get_named_actor,
+)
+from patterns._calls import DEFAULT, DEFAULT_TIMEOUT_S, Timeout, check_timeout
 from patterns._checks import (
     check_bool,
     check_choice,
@@ -56,16 +69,23 @@ from patterns._checks import (
     check_positive_float,
     describe,
 )
+from patterns._facade import ActorFacade, check_facade_timeout
+from patterns.errors import CallTimeoutError
 from patterns.spark_bridge._datasets import from_ray_dataset, to_ray_dataset
-from patterns.spark_bridge._errors import BridgeBatchError, BridgeError, BridgeSchemaError
+from patterns.spark_bridge._errors import (
+    BridgeActorLostError,
+    BridgeBatchError,
+    BridgeError,
+    BridgeSchemaError,
+)
 from patterns.spark_bridge._keys import actor_for_key, check_key_names
 from patterns.spark_bridge._ledger import BridgeStats
 from patterns.spark_bridge._owner import BlockOwner
 from patterns.spark_bridge._pool import (
+    NAMESPACE,
     POOL_DEFAULTS,
     Pool,
     PoolSpec,
-    kill_actors,
     new_spec,
     start_actors,
 )
@@ -75,6 +95,7 @@ from patterns.spark_bridge._schema import parse_output_schema
 
 __all__ = [
     "BlockOwner",
+    "BridgeActorLostError",
     "BridgeBatchError",
     "BridgeError",
     "BridgePool",
@@ -146,23 +167,37 @@ def _check_actor_arguments(
     return check_constructor_args("actor_args", actor_args, "actor_kwargs", actor_kwargs)
 
 
-def _check_pool_options(actor_options: object) -> dict[str, Any]:
+def _check_pool_options(
+    actor_options: object,
+    name: object = None,
+    namespace: object = None,
+    *,
+    facade: str = "BridgePool",
+) -> tuple[dict[str, Any], str | None, str | None]:
+    options = check_actor_options(actor_options, defaults=POOL_DEFAULTS)
+    checked_name, checked_namespace = check_naming(name, namespace, options, facade=facade)
+    if "get_if_exists" in options:
+        msg = "'actor_options' may not set 'get_if_exists': use BridgePool.attach(name)"
+        raise ValueError(msg)
+    if "lifetime" in options and checked_name is None:
+        msg = "'actor_options' sets 'lifetime' without a name: pass name= too"
+        raise ValueError(msg)
+    return options, checked_name, checked_namespace
+
+
+def _check_run_options(actor_options: object) -> dict[str, Any]:
     options = check_actor_options(actor_options, defaults=POOL_DEFAULTS)
     for reserved in ("name", "namespace", "get_if_exists", "lifetime"):
         if reserved in options:
-            msg = f"'actor_options' may not set {reserved!r}: the bridge names its pool itself"
+            msg = (
+                f"'actor_options' may not set {reserved!r}: a call's own pool is named by "
+                "the bridge (name a BridgePool(..., name=...) to share it)"
+            )
             raise ValueError(msg)
     return options
 
 
-class PoolState(enum.Enum):
-    """Where a `BridgePool` is in its life."""
-
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class BridgePool:
+class BridgePool(ActorFacade):
     """Actors that several bridge calls share: started once, stopped by `close`.
 
     By default every call of `map_batches_with_actors` or `map_groups_with_actors`
@@ -171,21 +206,37 @@ class BridgePool:
     a ``BridgePool`` as ``actor_class`` instead and the call uses its actors, already
     started, and leaves them running for the next call. The actors are the same from
     call to call, so with key affinity a key meets the same actor (and its state) in
-    every call. Close the pool when done (or use it as a context manager).
+    every call.
+
+    The facade follows the library's conventions (CONTRIBUTING.md): ``close()`` stops
+    the actors and returns once Ray reports them dead (idempotent; ``with`` calls it);
+    a copy unpickled elsewhere, or a facade from `attach`, *releases* the actors on
+    ``close()`` instead; ``kill()`` only simulates a crash (Ray restarts the actors,
+    which rebuild their object); ``stats()`` and ``pids()`` inspect them. A call on a
+    closed pool raises `patterns.errors.FacadeClosedError`.
 
     The actors are created at once; `wait_ready` waits until each has built its
     ``actor_class(*actor_args, **actor_kwargs)``. A call on a pool that is still
-    starting waits for it, as a call with its own pool does.
+    starting waits for it (up to ``ready_timeout_s``), as a call with its own pool does.
 
     Args:
         actor_class: A class whose instances are callable: ``__call__(self, batch)``
             for `map_batches_with_actors`, ``__call__(self, key, group)`` for
             `map_groups_with_actors`.
-        pool_size: Number of actors (an int >= 1).
+        n_actors: Number of actors (an int >= 1).
         actor_args: Positional arguments for ``actor_class``.
         actor_kwargs: Keyword arguments for ``actor_class``.
-        actor_options: Ray options for the actors (see `map_batches_with_actors`).
-        ready_timeout_s: How long the actors may take to start.
+        actor_options: Ray options for the actors (see `map_batches_with_actors`;
+            the name and namespace come from ``name=`` and ``namespace=``).
+        name: Name the actors ``{name}/actor-{i}``, so that another program (or
+            another driver) can `attach` to the pool. Default: a generated name.
+        namespace: The Ray namespace of the actors (default ``"spark-bridge"``, where
+            Spark's Python workers look them up).
+        ready_timeout_s: How long the actors may take to start (their ``__init__``).
+        timeout: Seconds any one wait on the pool may last in its calls (a run's
+            reply from an actor, ``stats``, ``pids``, ``close``): default
+            `patterns.DEFAULT_TIMEOUT_S`; None for no bound. A run given this pool
+            uses it unless the run is given its own ``timeout=``.
 
     Raises:
         TypeError: An argument has the wrong type (``actor_class`` without ``__call__``...).
@@ -193,83 +244,200 @@ class BridgePool:
         RuntimeError: Ray is not connected in this process.
 
     Examples:
-        >>> with BridgePool(Forecaster, pool_size=2) as pool:  # doctest: +SKIP
+        >>> with BridgePool(Forecaster, n_actors=2) as pool:  # doctest: +SKIP
         ...     pool.wait_ready()
         ...     week1 = map_groups_with_actors(df1, "store", pool, output_schema=SCHEMA)
         ...     week2 = map_groups_with_actors(df2, "store", pool, output_schema=SCHEMA)
     """
 
+    _kind = "BridgePool"
+
     def __init__(
         self,
         actor_class: type,
         *,
-        pool_size: int = 2,
+        n_actors: int = 2,
         actor_args: Sequence[Any] = (),
         actor_kwargs: Mapping[str, Any] | None = None,
         actor_options: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        namespace: str | None = None,
         ready_timeout_s: float = 120.0,
+        timeout: Timeout = DEFAULT,
     ) -> None:
         cls = _check_actor_class(actor_class, None, "(self, ...)")
-        size = check_int("pool_size", pool_size, minimum=1)
+        size = check_int("n_actors", n_actors, minimum=1)
         args, kwargs = _check_actor_arguments(actor_args, actor_kwargs)
-        options = _check_pool_options(actor_options)
+        options, name, namespace = _check_pool_options(actor_options, name, namespace)
         ready = check_positive_float("ready_timeout_s", ready_timeout_s)
+        seconds = check_facade_timeout(timeout)
         _check_ray_connected()
-        self.actor_class: type = cls
-        self.pool_size: int = size
-        self._options = options
-        self._ready_timeout_s = ready
-        self._spec = PoolSpec("", size, f"pool-{uuid.uuid4().hex[:12]}")
-        self._actors = start_actors(
-            self._spec, factory=cls, args=args, kwargs=kwargs, options=options
+        spec = PoolSpec("", size, name or f"pool-{uuid.uuid4().hex[:12]}", namespace or NAMESPACE)
+        info = {
+            "kind": "BridgePool",
+            "n_actors": size,
+            "options": options,
+            "ready_timeout_s": ready,
+        }
+        actors = start_actors(
+            spec, factory=cls, args=args, kwargs=kwargs, options=options, info=info
         )
-        self._starting = self._pool(None)
-        self.state = PoolState.OPEN
+        self._setup(cls, spec, actors, options, ready, name, namespace, seconds, owned=True)
 
-    def _pool(self, ledger: Any) -> Pool:
+    def _setup(
+        self,
+        cls: type,
+        spec: PoolSpec,
+        actors: list[Any],
+        options: dict[str, Any],
+        ready_timeout_s: float,
+        name: str | None,
+        namespace: str | None,
+        timeout: float | None,
+        *,
+        owned: bool,
+        started: bool = False,
+    ) -> None:
+        self.actor_class: type = cls
+        self._spec = spec
+        self._actors = actors
+        self._options = options
+        self._ready_timeout_s = ready_timeout_s
+        self._init_facade(actors, name=name, namespace=namespace, owned=owned, timeout=timeout)
+        self._starting = self._pool(None, started=started)
+
+    @property
+    def n_actors(self) -> int:
+        """Number of actors in the pool."""
+        return self._spec.n_actors
+
+    @property
+    def ready_timeout_s(self) -> float:
+        """How long the actors may take to start."""
+        return self._ready_timeout_s
+
+    @classmethod
+    def attach(
+        cls,
+        name: str,
+        *,
+        namespace: str | None = None,
+        own: bool = False,
+        timeout: Timeout = DEFAULT,
+    ) -> BridgePool:
+        """Return a facade for the live pool whose actors were named ``name``.
+
+        Args:
+            name: The pool's ``name=`` when it was created.
+            namespace: Its ``namespace=`` (default ``"spark-bridge"``).
+            own: Take the actors over: this facade's ``close()`` stops them. By
+                default it releases them and they keep running.
+            timeout: The new facade's timeout.
+
+        Returns:
+            A facade for the same actors.
+
+        Raises:
+            ValueError: No live pool of that name.
+            TypeError: The actor of that name is not a pool actor of the bridge.
+            CallTimeoutError: The pool did not say what it is within ``timeout``.
+        """
+        own = check_bool("own", own)
+        seconds = check_facade_timeout(timeout)
+        where = namespace or NAMESPACE
+        first = get_named_actor(f"{name}/actor-0", where, kind="BridgePool")
+        info = actor_info(first, f"{name}/actor-0", what="BridgePool actor", timeout=seconds)
+        check_kind(info, name, "BridgePool")
+        spec = PoolSpec("", info["n_actors"], name, where)
+        actors = [first] + [
+            get_named_actor(spec.actor_name(i), where, kind="BridgePool")
+            for i in range(1, spec.n_actors)
+        ]
+        pool = cls.__new__(cls)
+        pool._setup(
+            info["factory"], spec, actors, info["options"], info["ready_timeout_s"], name,
+            namespace, seconds, owned=own, started=True,
+        )  # fmt: skip
+        return pool
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A copy (a task, another actor, another thread's pickle) releases on close().
+        state = (
+            self.actor_class, self._spec, self._actors, self._options, self._ready_timeout_s,
+            self.name, self.namespace, self.timeout,
+        )  # fmt: skip
+        return (_rebuild_pool, state)
+
+    def _pool(self, ledger: Any, *, started: bool = False) -> Pool:
         spec = self._spec if ledger is None else ledger[0]
+        started = started or (ledger is not None and self._starting.started())
         return Pool(
             spec, self._actors, None if ledger is None else ledger[1], factory=self.actor_class,
             options=self._options, ready_timeout_s=self._ready_timeout_s, owns_actors=False,
+            started=started,
         )  # fmt: skip
-
-    def _check_open(self) -> None:
-        if self.state is PoolState.CLOSED:
-            msg = "this BridgePool is closed: its actors are gone; start a new BridgePool"
-            raise BridgeError(msg)
 
     def _run_pool(self) -> Pool:
         """The pool of one run: these actors and a new ledger (the run stops only the ledger)."""
-        spec = new_spec(self.pool_size, self._spec.pool)
+        spec = new_spec(self.n_actors, self._spec.pool, self._spec.namespace)
         return self._pool((spec, _start_ledger(spec)))
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, *, timeout: Timeout = DEFAULT) -> None:
         """Block until every actor has built its object.
 
+        Args:
+            timeout: Seconds to wait at most (default: what is left of
+                ``ready_timeout_s``; None: that too).
+
         Raises:
-            BridgeError: The pool is closed, an actor's ``__init__`` raised, or the
-                actors could not be placed within ``ready_timeout_s``.
+            FacadeClosedError: The pool is closed.
+            BridgeError: An actor's ``__init__`` raised, or the actors could not be
+                placed within ``ready_timeout_s``.
+            CallTimeoutError: They were not ready within ``timeout``.
         """
-        self._check_open()
-        self._starting.wait_started()
+        self._check_open("wait_ready")
+        seconds = check_timeout(timeout)
+        if seconds is DEFAULT or seconds is None:
+            self._starting.wait_started()
+            return
+        deadline = time.monotonic() + seconds
+        while not self._starting.started(wait_s=min(1.0, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                msg = f"{self._who}: wait_ready timed out after {seconds:g} s"
+                raise CallTimeoutError(msg)
 
-    def close(self) -> None:
-        """Stop the actors; safe to call twice. Later calls on the pool raise `BridgeError`."""
-        if self.state is PoolState.OPEN:
-            self.state = PoolState.CLOSED
-            kill_actors(self._actors)
-
-    def __enter__(self) -> BridgePool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _base_stats(self) -> dict[str, Any]:
+        return {
+            **super()._base_stats(),
+            "n_actors": self.n_actors,
+            "actor_class": self.actor_class.__qualname__,
+            "ready_timeout_s": self._ready_timeout_s,
+        }
 
     def __repr__(self) -> str:
+        named = f", name={self.name!r}" if self.name else ""
         return (
-            f"BridgePool({self.actor_class.__qualname__}, pool_size={self.pool_size}, "
-            f"state={self.state.value})"
+            f"BridgePool(actor_class={self.actor_class.__qualname__}, n_actors={self.n_actors}"
+            f"{named}, closed={self.closed})"
         )
+
+
+def _rebuild_pool(
+    cls: type,
+    spec: PoolSpec,
+    actors: list[Any],
+    options: dict[str, Any],
+    ready_timeout_s: float,
+    name: str | None,
+    namespace: str | None,
+    timeout: float | None,
+) -> BridgePool:
+    pool = BridgePool.__new__(BridgePool)
+    pool._setup(
+        cls, spec, actors, options, ready_timeout_s, name, namespace, timeout, owned=False,
+        started=True,
+    )  # fmt: skip
+    return pool
 
 
 def _settings(
@@ -280,7 +448,7 @@ def _settings(
     key_cols: object,
     actor_class: object,
     output_schema: object,
-    pool_size: object,
+    n_actors: object,
     batch_size: object,
     transport: object,
     actor_args: object,
@@ -294,30 +462,32 @@ def _settings(
     ready_timeout_s: object,
     num_partitions: object,
     key_affinity: object = True,
+    timeout: object = DEFAULT,
 ) -> RunSettings:
     """Every argument checked, in the order of the signature; nothing has started yet."""
     df = _check_dataframe(df)
     key_names: list[str] = []
     shared = actor_class if isinstance(actor_class, BridgePool) else None
     if shared is not None:
-        shared._check_open()
+        shared._check_open(label)
         actor_class = shared.actor_class
     if mode == "groups":
         key_names = check_key_names(key_cols, df.columns)
         cls = _check_actor_class(actor_class, 2, "(self, key, group)")
     else:
         cls = _check_actor_class(actor_class, 1, "(self, batch)")
-    pool = check_int("pool_size", pool_size, minimum=1)
+    pool = 2 if n_actors is None else check_int("n_actors", n_actors, minimum=1)
     size = check_int("batch_size", batch_size, minimum=1)
     chosen = check_choice("transport", transport, TRANSPORTS)
     args, kwargs = _check_actor_arguments(actor_args, actor_kwargs)
     in_flight = check_int("max_in_flight", max_in_flight, minimum=1)
-    options = _check_pool_options(actor_options)
+    options = _check_run_options(actor_options)
+    seconds = check_timeout(timeout)
     if shared is not None:
         # The pool's actors are built: what would build them belongs to the pool.
-        if pool not in (2, shared.pool_size):  # 2: the default, left as it is
-            size_now = shared.pool_size
-            msg = f"'pool_size' must be the BridgePool's ({size_now}) or left out, got {pool}"
+        if n_actors is not None and pool != shared.n_actors:
+            size_now = shared.n_actors
+            msg = f"'n_actors' must be the BridgePool's ({size_now}) or left out, got {pool}"
             raise ValueError(msg)
         if args or kwargs or actor_options:
             msg = (
@@ -325,8 +495,10 @@ def _settings(
                 "given as 'actor_class': pass them to BridgePool(...), not here"
             )
             raise ValueError(msg)
-        pool, args, kwargs, options = shared.pool_size, (), {}, shared._options
+        pool, args, kwargs, options = shared.n_actors, (), {}, shared._options
         ready_timeout_s = shared._ready_timeout_s
+    if seconds is DEFAULT:
+        seconds = shared.timeout if shared is not None else DEFAULT_TIMEOUT_S
     shown = None if progress is None else check_bool("progress", progress)
     interval = check_positive_float("progress_interval_s", progress_interval_s)
     address = None if ray_address is None else check_name("ray_address", ray_address)
@@ -346,7 +518,7 @@ def _settings(
         kwargs=kwargs,
         struct=struct,
         target=target,
-        pool_size=pool,
+        n_actors=pool,
         batch_size=size,
         max_in_flight=in_flight,
         transport=chosen,
@@ -359,6 +531,7 @@ def _settings(
         num_partitions=partitions,
         key_affinity=check_bool("key_affinity", key_affinity),
         shared=shared,
+        timeout=seconds,
     )
 
 
@@ -374,7 +547,7 @@ def map_batches_with_actors(
     actor_class: type | BridgePool,
     *,
     output_schema: Any,
-    pool_size: int = 2,
+    n_actors: int | None = None,
     batch_size: int = 10_000,
     transport: str = "executor",
     actor_args: Sequence[Any] = (),
@@ -387,10 +560,11 @@ def map_batches_with_actors(
     ray_address: str | None = None,
     executor_idle_s: float = 10.0,
     ready_timeout_s: float = 120.0,
+    timeout: Timeout = DEFAULT,
 ) -> Any:
     """Run ``actor_class`` instances over the batches of ``df``; return the results as a DataFrame.
 
-    ``pool_size`` actors are started, each building ``actor_class(*actor_args,
+    ``n_actors`` actors are started, each building ``actor_class(*actor_args,
     **actor_kwargs)`` once (load a model there). Each batch of up to ``batch_size`` rows
     goes, as a pandas DataFrame, to the actor with the fewest calls out, whose
     ``__call__(batch)`` returns a pandas DataFrame of ``output_schema``'s columns (any
@@ -401,11 +575,11 @@ def map_batches_with_actors(
         df: The input Spark DataFrame.
         actor_class: A class whose instances are callable: ``__call__(self, batch)``;
             or a `BridgePool` of such actors, already started, which the call uses and
-            leaves running (``pool_size``, ``actor_args``, ``actor_kwargs``,
+            leaves running (``n_actors``, ``actor_args``, ``actor_kwargs``,
             ``actor_options`` and ``ready_timeout_s`` are then the pool's).
         output_schema: The result's schema: a Spark DDL string (``"id long, score
             double"``) or a ``StructType``. Every result must have exactly these columns.
-        pool_size: Number of actors (an int >= 1).
+        n_actors: Number of actors (an int >= 1; default 2, or the `BridgePool`'s).
         batch_size: Rows per call (an int >= 1).
         transport: ``"executor"``: Spark's Python workers send their partitions to the
             actors; ``"driver"``: ``df`` is collected on the driver and sent from there
@@ -425,6 +599,13 @@ def map_batches_with_actors(
         executor_idle_s: A Spark Python worker leaves the Ray cluster after this many
             seconds without bridge work (it stays connected between tasks until then).
         ready_timeout_s: How long the pool's actors may take to start.
+        timeout: The run's budget for a stuck actor: the longest any sender waits
+            without a reply from the pool (one batch's work, or room for the next
+            one). Past it the run stops with `patterns.errors.CallTimeoutError` naming
+            the actors waited for. Default: the `BridgePool`'s timeout, else
+            `patterns.DEFAULT_TIMEOUT_S` (60 s); the first reply of a sender may also
+            take ``ready_timeout_s``, while the actors start; None: no bound. Raise it
+            for batches whose work takes longer.
 
     Returns:
         A Spark DataFrame of ``output_schema``, already computed.
@@ -432,13 +613,17 @@ def map_batches_with_actors(
     Raises:
         TypeError: An argument has the wrong type (``df`` not a DataFrame,
             ``actor_class`` without ``__call__``, ...).
-        ValueError: An argument is out of range (``pool_size < 1``, ``batch_size < 1``,
+        ValueError: An argument is out of range (``n_actors < 1``, ``batch_size < 1``,
             an unknown ``transport``, a bad ``output_schema``).
         RuntimeError: Ray is not connected in this process.
         BridgeBatchError: A batch failed on its actor (its place in the input, the
             actor, the remote error); `BridgeSchemaError` if its result did not match
             ``output_schema``.
-        BridgeError: The pool could not start, or the `BridgePool` given is closed.
+        BridgeActorLostError: A batch crashed its actor on every attempt (a poison
+            batch: Ray re-sends a killed actor's calls ``MAX_TASK_RETRIES`` times).
+        CallTimeoutError: An actor sent no reply within ``timeout``.
+        BridgeError: The pool could not start.
+        FacadeClosedError: The `BridgePool` given is closed.
 
     Examples:
         >>> class Doubler:  # doctest: +SKIP
@@ -457,7 +642,7 @@ def map_batches_with_actors(
         key_cols=None,
         actor_class=actor_class,
         output_schema=output_schema,
-        pool_size=pool_size,
+        n_actors=n_actors,
         batch_size=batch_size,
         transport=transport,
         actor_args=actor_args,
@@ -470,6 +655,7 @@ def map_batches_with_actors(
         executor_idle_s=executor_idle_s,
         ready_timeout_s=ready_timeout_s,
         num_partitions=None,
+        timeout=timeout,
     )
     return run(df, settings, _check_stats(stats))
 
@@ -480,7 +666,7 @@ def map_groups_with_actors(
     actor_class: type | BridgePool,
     *,
     output_schema: Any,
-    pool_size: int = 2,
+    n_actors: int | None = None,
     transport: str = "executor",
     actor_args: Sequence[Any] = (),
     actor_kwargs: Mapping[str, Any] | None = None,
@@ -495,12 +681,13 @@ def map_groups_with_actors(
     ray_address: str | None = None,
     executor_idle_s: float = 10.0,
     ready_timeout_s: float = 120.0,
+    timeout: Timeout = DEFAULT,
 ) -> Any:
     """Run ``actor_class`` instances over the groups of ``df``; return the results as a DataFrame.
 
     Rows with equal values in ``key_cols`` form a group (nulls and NaNs group together,
     as in Spark's ``groupBy``). Each group goes whole to actor
-    ``actor_for_key(key, pool_size)``, always the same one for a key (unless
+    ``actor_for_key(key, n_actors)``, always the same one for a key (unless
     ``key_affinity=False``), whose
     ``__call__(key, group)`` gets the key as a tuple of Python values (None for a null)
     and the group as a pandas DataFrame of all its columns, and returns a pandas
@@ -509,7 +696,7 @@ def map_groups_with_actors(
 
     With the executor transport the rows are first repartitioned by key into
     ``num_partitions`` partitions (default: Spark's default parallelism, at least
-    ``pool_size``) and sorted by key within each, so that each group is whole in one
+    ``n_actors``) and sorted by key within each, so that each group is whole in one
     Spark task and is read one group at a time.
 
     Args:
@@ -518,7 +705,7 @@ def map_groups_with_actors(
         actor_class: A class whose instances are callable: ``__call__(self, key, group)``;
             or a `BridgePool` of such actors (see `map_batches_with_actors`).
         output_schema: The result's schema: a Spark DDL string or a ``StructType``.
-        pool_size: Number of actors (an int >= 1).
+        n_actors: Number of actors (an int >= 1; default 2, or the `BridgePool`'s).
         transport: ``"executor"`` or ``"driver"`` (see `map_batches_with_actors`).
         actor_args: Positional arguments for ``actor_class``.
         actor_kwargs: Keyword arguments for ``actor_class``.
@@ -537,6 +724,13 @@ def map_groups_with_actors(
         ray_address: Where Spark's Python workers find Ray (executor transport).
         executor_idle_s: Seconds a Spark Python worker stays connected without work.
         ready_timeout_s: How long the pool's actors may take to start.
+        timeout: The run's budget for a stuck actor: the longest any sender waits
+            without a reply from the pool (one batch's work, or room for the next
+            one). Past it the run stops with `patterns.errors.CallTimeoutError` naming
+            the actors waited for. Default: the `BridgePool`'s timeout, else
+            `patterns.DEFAULT_TIMEOUT_S` (60 s); the first reply of a sender may also
+            take ``ready_timeout_s``, while the actors start; None: no bound. Raise it
+            for batches whose work takes longer.
 
     Returns:
         A Spark DataFrame of ``output_schema``, already computed.
@@ -548,7 +742,11 @@ def map_groups_with_actors(
         RuntimeError: Ray is not connected in this process.
         BridgeBatchError: A group failed on its actor (its key, the actor, the remote
             error); `BridgeSchemaError` if its result did not match ``output_schema``.
-        BridgeError: The pool could not start, or the `BridgePool` given is closed.
+        BridgeActorLostError: A batch crashed its actor on every attempt (a poison
+            batch: Ray re-sends a killed actor's calls ``MAX_TASK_RETRIES`` times).
+        CallTimeoutError: An actor sent no reply within ``timeout``.
+        BridgeError: The pool could not start.
+        FacadeClosedError: The `BridgePool` given is closed.
 
     Examples:
         >>> class Mean:  # doctest: +SKIP
@@ -570,7 +768,7 @@ def map_groups_with_actors(
         key_cols=key_cols,
         actor_class=actor_class,
         output_schema=output_schema,
-        pool_size=pool_size,
+        n_actors=n_actors,
         batch_size=batch_size,
         transport=transport,
         actor_args=actor_args,
@@ -584,5 +782,6 @@ def map_groups_with_actors(
         ready_timeout_s=ready_timeout_s,
         num_partitions=num_partitions,
         key_affinity=key_affinity,
+        timeout=timeout,
     )
     return run(df, settings, _check_stats(stats))

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BridgeBatchError", "BridgeError", "BridgeSchemaError", "describe_key"]
+from patterns.errors import ActorLostError, PatternError
+
+__all__ = [
+    "BridgeActorLostError",
+    "BridgeBatchError",
+    "BridgeError",
+    "BridgeSchemaError",
+    "describe_key",
+]
 
 
 def describe_key(key: object) -> str:
@@ -14,12 +22,14 @@ def describe_key(key: object) -> str:
     return str(key)
 
 
-class BridgeError(RuntimeError):
+class BridgeError(PatternError):
     """A Spark bridge run failed after its arguments were accepted.
 
-    The base class of the bridge's own errors: the actor pool could not start, an
-    actor died more often than it may be restarted, or (see the subclasses) a batch
-    failed on its actor.
+    The base class of the bridge's own errors (a `patterns.errors.PatternError`): the
+    actor pool could not start, or (see the subclasses) a batch failed on its actor or
+    crashed it on every attempt. A pool actor that answers nothing within the run's
+    ``timeout`` is a `patterns.errors.CallTimeoutError`; a call on a closed
+    `BridgePool` a `patterns.errors.FacadeClosedError`.
 
     Examples:
         >>> raise BridgeError("the pool's 2 actors did not start within 120 s")
@@ -175,3 +185,53 @@ class BridgeSchemaError(BridgeBatchError):
         error.expected = expected
         error.got = got
         return error
+
+
+class BridgeActorLostError(BridgeBatchError, ActorLostError):
+    """A batch (or group) crashed its pool actor on every attempt: a poison batch.
+
+    Ray re-sends the call of a killed pool actor to the restarted actor at most
+    ``MAX_TASK_RETRIES`` (3) times; a batch that kills its actor every time (an
+    out-of-memory on one input, a native crash) then fails with this error, which
+    names the pool, the actor, the method and Ray's cause. The restarted actor
+    serves the other batches. Also an `patterns.errors.ActorLostError`.
+
+    Examples:
+        >>> error = BridgeActorLostError.lost(
+        ...     "partition 0, batch 0 (rows 0-9)", who="BridgePool 'scores'", actor=1,
+        ...     method="run_batch", cause="ActorDiedError: the actor died unexpectedly",
+        ...     attempts=4,
+        ... )
+        >>> print(error)  # doctest: +NORMALIZE_WHITESPACE
+        BridgePool 'scores': run_batch of partition 0, batch 0 (rows 0-9) lost actor 1 on
+        every attempt (4): ActorDiedError: the actor died unexpectedly
+        >>> isinstance(error, ActorLostError), error.actor
+        (True, 1)
+    """
+
+    @classmethod
+    def lost(
+        cls, key: object, *, who: str, actor: int, method: str, cause: str, attempts: int = 4
+    ) -> BridgeActorLostError:
+        """The error for ``key`` whose call crashed ``actor`` until Ray gave up.
+
+        Args:
+            key: The group key, or a description of the batch.
+            who: The pool, as messages name it (``"BridgePool 'scores'"``).
+            actor: The pool actor's index.
+            method: The actor method (``run_batch`` or ``run_groups``).
+            cause: Ray's error, one line.
+            attempts: How many times the call was sent (1 + ``max_task_retries``).
+
+        Returns:
+            A `BridgeActorLostError` naming the pool, the actor, the method and the cause.
+        """
+        message = (
+            f"{who}: {method} of {describe_key(key)} lost actor {actor} on every attempt "
+            f"({attempts}): {cause}"
+        )
+        remote_type, _, remote_message = cause.partition(": ")
+        return cls(
+            message, key=key, actor=actor, remote_type=remote_type,
+            remote_message=remote_message or cause,
+        )  # fmt: skip

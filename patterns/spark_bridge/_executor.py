@@ -113,7 +113,8 @@ def _handles(spec: PoolSpec) -> tuple[list[ActorHandle[Any]], ActorHandle[Any]]:
     cached = _connection.CONNECTION.handles.get(spec.run)
     if cached is None:
         actors = [
-            ray.get_actor(spec.actor_name(i), namespace=NAMESPACE) for i in range(spec.pool_size)
+            ray.get_actor(spec.actor_name(i), namespace=spec.namespace)
+            for i in range(spec.n_actors)
         ]
         ledger = ray.get_actor(spec.ledger_name, namespace=NAMESPACE)
         _connection.CONNECTION.handles.clear()  # one run at a time: keep only this run's handles

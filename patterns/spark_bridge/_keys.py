@@ -40,10 +40,10 @@ def canonical_key(key: Sequence[object]) -> tuple[object, ...]:
     return tuple(_canonical_value(v) for v in key)
 
 
-def actor_for_key(key: Sequence[object] | object, pool_size: int) -> int:
+def actor_for_key(key: Sequence[object] | object, n_actors: int) -> int:
     """The index of the pool actor that handles group ``key`` (the same in every process).
 
-    ``map_groups_with_actors`` sends every group to ``actor_for_key(key, pool_size)``,
+    ``map_groups_with_actors`` sends every group to ``actor_for_key(key, n_actors)``,
     where ``key`` is the tuple of the group's key values (``None`` for a null). The
     choice depends only on the key and the pool size, not on the process, the run, or
     Python's per-process string hashing, so state an actor keeps per key stays with it.
@@ -51,14 +51,14 @@ def actor_for_key(key: Sequence[object] | object, pool_size: int) -> int:
     Args:
         key: The group key: a tuple of plain Python values (a single value is taken
             as a one-element key).
-        pool_size: The number of actors in the pool (an int >= 1).
+        n_actors: The number of actors in the pool (an int >= 1).
 
     Returns:
-        An int in ``range(pool_size)``.
+        An int in ``range(n_actors)``.
 
     Raises:
-        TypeError: If ``pool_size`` is not an int.
-        ValueError: If ``pool_size < 1``.
+        TypeError: If ``n_actors`` is not an int.
+        ValueError: If ``n_actors < 1``.
 
     Examples:
         >>> actor_for_key(("store-7", 42), 4) == actor_for_key(("store-7", 42), 4)
@@ -66,12 +66,12 @@ def actor_for_key(key: Sequence[object] | object, pool_size: int) -> int:
         >>> 0 <= actor_for_key("Zürich", 3) < 3
         True
     """
-    pool_size = check_int("pool_size", pool_size, minimum=1)
+    n_actors = check_int("n_actors", n_actors, minimum=1)
     if not isinstance(key, tuple):
         key = (key,)
     text = repr(canonical_key(key)).encode("utf-8", "surrogatepass")
     digest = hashlib.blake2b(text, digest_size=8).digest()
-    return int.from_bytes(digest, "big") % pool_size
+    return int.from_bytes(digest, "big") % n_actors
 
 
 def group_starts(table: pa.Table, key_names: Sequence[str]) -> list[int]:
@@ -166,7 +166,7 @@ class GroupPacker:
 
     Examples:
         >>> import pyarrow as pa
-        >>> packer = GroupPacker(["k"], pool_size=1, batch_size=3)
+        >>> packer = GroupPacker(["k"], n_actors=1, batch_size=3)
         >>> packs = packer.add(pa.record_batch({"k": ["a", "a", "b"]}))
         >>> packs += packer.add(pa.record_batch({"k": ["b", "c"]}))
         >>> packs += packer.finish()
@@ -174,9 +174,9 @@ class GroupPacker:
         [([('a',)], [2]), ([('b',), ('c',)], [2, 1])]
     """
 
-    def __init__(self, key_names: Sequence[str], *, pool_size: int, batch_size: int) -> None:
+    def __init__(self, key_names: Sequence[str], *, n_actors: int, batch_size: int) -> None:
         self._key_names = list(key_names)
-        self._pool_size = pool_size
+        self._n_actors = n_actors
         self._batch_size = batch_size
         self._open: dict[int, Pack] = {}
         # The group still being read: its key (canonical and plain) and its pieces.
@@ -191,7 +191,7 @@ class GroupPacker:
         _, key = self._current
         rows = pa.concat_tables(self._pieces) if len(self._pieces) > 1 else self._pieces[0]
         self._current, self._pieces = None, []
-        actor = actor_for_key(key, self._pool_size)
+        actor = actor_for_key(key, self._n_actors)
         ready = []
         pack = self._open.get(actor)
         if pack is not None and pack.rows + rows.num_rows > self._batch_size:

@@ -45,7 +45,7 @@ class BridgeStats:
 
     Attributes:
         transport: ``"executor"`` or ``"driver"``.
-        pool_size: Actors in the pool.
+        n_actors: Actors in the pool.
         rows_in: Input rows processed.
         rows_out: Result rows.
         batches: Batches processed (calls to the pool, counted once each).
@@ -69,7 +69,7 @@ class BridgeStats:
     """
 
     transport: str = ""
-    pool_size: int = 0
+    n_actors: int = 0
     rows_in: int = 0
     rows_out: int = 0
     batches: int = 0
@@ -93,7 +93,7 @@ class LedgerState:
     """Batches done and started, per batch id; the first failure; who sent what.
 
     Examples:
-        >>> ledger = LedgerState(pool_size=2)
+        >>> ledger = LedgerState(n_actors=2)
         >>> ledger.started("p0:b0", actor=0, pid=11)
         >>> ledger.started("p0:b0", actor=0, pid=12)  # re-run after a restart
         >>> ledger.done([Done("p0:b0", 0, rows_in=10, rows_out=10, groups=0)], sender=5)
@@ -103,8 +103,8 @@ class LedgerState:
         (10, 1, 1, 1)
     """
 
-    def __init__(self, pool_size: int) -> None:
-        self.pool_size = pool_size
+    def __init__(self, n_actors: int) -> None:
+        self.n_actors = n_actors
         self._done: dict[str, Done] = {}
         self._resent: set[str] = set()
         self._starts: Counter[str] = Counter()
@@ -151,7 +151,7 @@ class LedgerState:
 
     def summary(self) -> dict[str, Any]:
         """Counts for progress lines and `BridgeStats`."""
-        per_actor = [0] * self.pool_size
+        per_actor = [0] * self.n_actors
         rows_in = rows_out = groups = 0
         for item in self._done.values():
             per_actor[item.actor] += 1

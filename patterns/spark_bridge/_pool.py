@@ -1,4 +1,4 @@
-"""The actor pool of a run: ``pool_size`` named actors holding the user's object, and the ledger.
+"""The actor pool of a run: ``n_actors`` named actors holding the user's object, and the ledger.
 
 Each pool actor builds one instance of the user's class in its ``__init__`` (that is
 where a model is loaded, once per actor) and runs calls one at a time. Names put the
@@ -23,6 +23,7 @@ import ray
 from ray.actor import ActorHandle
 
 from patterns._actors import bind_options
+from patterns._calls import MAX_TASK_RETRIES
 from patterns.spark_bridge._errors import BridgeBatchError, BridgeError
 from patterns.spark_bridge._ledger import LedgerState
 from patterns.spark_bridge._schema import Target
@@ -46,11 +47,11 @@ NAMESPACE = "spark-bridge"
 
 # One CPU per actor: the pool's work is the heavy part of the job. A killed actor comes
 # back (its __init__ runs again, so its model is reloaded) and Ray re-sends the calls
-# that were out; a batch that keeps killing its actor fails after 3 re-sends.
+# that were out; a batch that keeps killing its actor fails after MAX_TASK_RETRIES re-sends.
 POOL_DEFAULTS: dict[str, Any] = {
     "num_cpus": 1,
     "max_restarts": -1,
-    "max_task_retries": 3,
+    "max_task_retries": MAX_TASK_RETRIES,
     "scheduling_strategy": "SPREAD",
 }
 
@@ -59,13 +60,15 @@ POOL_DEFAULTS: dict[str, Any] = {
 class PoolSpec:
     """Names of one run's actors: where senders find the pool and the ledger.
 
-    ``pool`` names the actors when they outlive the run (a `BridgePool`); by default
-    they are named after the run.
+    ``pool`` names the actors when they outlive the run (a `BridgePool`: its ``name=``
+    or a generated one); by default they are named after the run. ``namespace`` is
+    where the actors live (the ledger always lives in `NAMESPACE`).
     """
 
     run: str
-    pool_size: int
+    n_actors: int
     pool: str = ""
+    namespace: str = NAMESPACE
 
     def actor_name(self, index: int) -> str:
         return f"{self.pool or self.run}/actor-{index}"
@@ -94,8 +97,10 @@ class PoolActor:
         factory: Callable[..., Any],
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
+        info: Mapping[str, Any] | None = None,
     ) -> None:
         self._index = index
+        self._info = dict(info or {})  # what attach needs: the pool's size, class, options
         self._ledgers: dict[str, Any] = {}  # by name: the current run's (a few at most)
         self._instance = factory(*args, **kwargs)
 
@@ -154,6 +159,14 @@ class PoolActor:
         """The actor's pid, once its ``__init__`` (the user's too) has run."""
         return os.getpid()
 
+    def pid(self) -> int:
+        """The actor's process id (``BridgePool.pids``)."""
+        return os.getpid()
+
+    def describe(self) -> dict[str, Any]:
+        """What `BridgePool.attach` rebuilds a facade from."""
+        return {**self._info, "index": self._index, "factory": type(self._instance)}
+
 
 _RemotePoolActor = ray.remote(PoolActor)
 _RemoteLedger = ray.remote(LedgerState)
@@ -172,6 +185,7 @@ class Pool:
         options: Mapping[str, Any],
         ready_timeout_s: float,
         owns_actors: bool = True,
+        started: bool = False,
     ) -> None:
         self.spec = spec
         self.actors = actors
@@ -181,7 +195,7 @@ class Pool:
         self._options = options
         self._timeout = ready_timeout_s
         self._deadline = time.monotonic() + ready_timeout_s
-        self._starting: list[Any] = [a.ready.remote() for a in actors]
+        self._starting: list[Any] = [] if started else [a.ready.remote() for a in actors]
         if ledger is not None:
             self._starting.append(ledger.ping.remote())
 
@@ -216,7 +230,7 @@ class Pool:
             msg = (
                 f"the pool's {len(self.actors)} actors did not start within {self._timeout:g} "
                 f"s: each asks for {self._options.get('num_cpus', 1):g} CPU and the cluster "
-                f"has {free:g} free (lower 'pool_size', or pass actor_options={{'num_cpus': ...}})"
+                f"has {free:g} free (lower 'n_actors', or pass actor_options={{'num_cpus': ...}})"
             )
             raise BridgeError(msg)
         return not self._starting
@@ -247,13 +261,18 @@ def start_actors(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     options: Mapping[str, Any],
+    info: Mapping[str, Any] | None = None,
 ) -> list[ActorHandle[Any]]:
-    """Create the ``spec.pool_size`` named pool actors; do not wait for them."""
+    """Create the ``spec.n_actors`` named pool actors; do not wait for them.
+
+    ``info`` is what each actor tells `BridgePool.attach` (`PoolActor.describe`).
+    """
     actors: list[ActorHandle[Any]] = []
     try:
-        for i in range(spec.pool_size):
-            named = {**options, "name": spec.actor_name(i), "namespace": NAMESPACE}
-            actors.append(bind_options(_RemotePoolActor, named).remote(i, factory, args, kwargs))
+        for i in range(spec.n_actors):
+            named = {**options, "name": spec.actor_name(i), "namespace": spec.namespace}
+            remote = bind_options(_RemotePoolActor, named)
+            actors.append(remote.remote(i, factory, args, kwargs, info))
     except BaseException:
         for actor in actors:
             ray.kill(actor, no_restart=True)
@@ -261,33 +280,33 @@ def start_actors(
     return actors
 
 
-def new_spec(pool_size: int, pool: str = "") -> PoolSpec:
+def new_spec(n_actors: int, pool: str = "", namespace: str = NAMESPACE) -> PoolSpec:
     """The names of a new run (with the actors of ``pool``, if given)."""
-    return PoolSpec(f"run-{uuid.uuid4().hex[:12]}", pool_size, pool)
+    return PoolSpec(f"run-{uuid.uuid4().hex[:12]}", n_actors, pool, namespace)
 
 
 def start_ledger(spec: PoolSpec) -> Any:
     """Create the run's ledger; do not wait for it."""
     return _RemoteLedger.options(
         name=spec.ledger_name, namespace=NAMESPACE, num_cpus=0, max_restarts=0
-    ).remote(spec.pool_size)
+    ).remote(spec.n_actors)
 
 
 def start_pool(
     *,
-    pool_size: int,
+    n_actors: int,
     factory: Callable[..., Any],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     options: Mapping[str, Any],
     ready_timeout_s: float,
 ) -> Pool:
-    """Create the ledger and ``pool_size`` actors; do not wait for them (see `Pool.started`).
+    """Create the ledger and ``n_actors`` actors; do not wait for them (see `Pool.started`).
 
     The actors are named at once, so senders can find them and queue calls while they
     start: the Spark side of a run gets going in the meantime.
     """
-    spec = new_spec(pool_size)
+    spec = new_spec(n_actors)
     ledger = start_ledger(spec)
     try:
         actors = start_actors(spec, factory=factory, args=args, kwargs=kwargs, options=options)

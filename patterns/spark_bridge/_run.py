@@ -28,7 +28,13 @@ from typing import Any, TextIO
 
 import ray
 
-from patterns.spark_bridge._errors import BridgeBatchError, BridgeError, BridgeSchemaError
+from patterns.errors import CallTimeoutError, PatternError
+from patterns.spark_bridge._errors import (
+    BridgeActorLostError,
+    BridgeBatchError,
+    BridgeError,
+    BridgeSchemaError,
+)
 from patterns.spark_bridge._executor import ExecutorPlan, driver_auth, run_partition
 from patterns.spark_bridge._ledger import BridgeStats
 from patterns.spark_bridge._pool import Pool, start_pool
@@ -53,7 +59,7 @@ class RunSettings:
     kwargs: dict[str, Any]
     struct: Any  # the output StructType
     target: Target
-    pool_size: int
+    n_actors: int
     batch_size: int
     max_in_flight: int
     transport: str
@@ -66,6 +72,18 @@ class RunSettings:
     num_partitions: int | None
     key_affinity: bool = True
     shared: Any = None  # a BridgePool whose actors the run uses (and does not stop)
+    timeout: float | None = 60.0  # longest wait for one reply from the pool (None: no bound)
+
+    @property
+    def retries(self) -> int:
+        """Ray's re-sends of a killed actor's call (the actors' ``max_task_retries``)."""
+        return int(self.actor_options.get("max_task_retries", 0))
+
+    def who(self, pool: Pool) -> str:
+        """How errors name the pool: the BridgePool's name, or the run's own pool."""
+        if self.shared is not None:
+            return str(self.shared._who)
+        return f"{self.label} pool {pool.spec.run!r}"
 
 
 class _Watcher:
@@ -171,6 +189,8 @@ def _executor_transport(df: Any, settings: RunSettings, pool: Pool, group: str) 
         RunPlan(
             pool.spec, settings.mode, settings.key_names, settings.batch_size,
             settings.max_in_flight, settings.target, settings.key_affinity,
+            timeout=settings.timeout, startup_s=settings.ready_timeout_s,
+            who=settings.who(pool), retries=settings.retries,
         ),
         address,
         driver_auth(),
@@ -181,7 +201,7 @@ def _executor_transport(df: Any, settings: RunSettings, pool: Pool, group: str) 
     if settings.mode == "groups":
         keys = list(settings.key_names)
         partitions = settings.num_partitions or max(
-            df.sparkSession.sparkContext.defaultParallelism, settings.pool_size
+            df.sparkSession.sparkContext.defaultParallelism, settings.n_actors
         )
         source = df.repartition(partitions, *keys).sortWithinPartitions(*keys)
     mapped = source.mapInArrow(functools.partial(run_partition, plan), settings.struct)
@@ -204,6 +224,9 @@ def _driver_transport(df: Any, settings: RunSettings, table: Any, pool: Pool) ->
         settings.max_in_flight,
         settings.target,
         settings.key_affinity,
+        timeout=settings.timeout,
+        who=settings.who(pool),
+        retries=settings.retries,
     )
     results = list(
         send_all(plan, table.to_batches(), actors=pool.actors, ledger=pool.ledger, partition=0)
@@ -212,7 +235,14 @@ def _driver_transport(df: Any, settings: RunSettings, table: Any, pool: Pool) ->
     return df.sparkSession.createDataFrame(out, schema=settings.struct)
 
 
-def _failure_error(failure: dict[str, Any]) -> BridgeBatchError:
+def _failure_error(failure: dict[str, Any]) -> PatternError:
+    if failure.get("timeout"):
+        return CallTimeoutError(failure["message"])
+    if failure.get("lost"):
+        return BridgeActorLostError(
+            failure["message"], key=failure["key"], actor=failure["actor"],
+            remote_type=failure["remote_type"], remote_message=failure["remote_message"],
+        )  # fmt: skip
     if failure.get("schema"):
         return BridgeSchemaError.mismatch(
             failure["key"],
@@ -250,7 +280,7 @@ def run(df: Any, settings: RunSettings, stats: BridgeStats | None) -> Any:
     else:
         # The actors start while Spark does its part (collect, or the job's first tasks).
         pool = start_pool(
-            pool_size=settings.pool_size,
+            n_actors=settings.n_actors,
             factory=settings.factory,
             args=settings.args,
             kwargs=settings.kwargs,
@@ -297,7 +327,7 @@ def run(df: Any, settings: RunSettings, stats: BridgeStats | None) -> Any:
             stats.update(
                 {
                     "transport": settings.transport,
-                    "pool_size": settings.pool_size,
+                    "n_actors": settings.n_actors,
                     "seconds": time.monotonic() - began,
                 }
             )

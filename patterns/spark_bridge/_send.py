@@ -5,7 +5,8 @@ transport runs it in every Spark task over that task's partition. It cuts the in
 into calls (fixed-size batches, or whole groups packed per actor), sends each call to
 its actor with `Dispatcher`'s back-pressure, yields each result table as it comes back,
 and tells the ledger what came back. A failed call becomes a `BridgeBatchError` naming
-its batch or group key.
+its batch or group key; a call that crashed its actor on every attempt a
+`BridgeActorLostError`; no reply within the run's ``timeout`` a `CallTimeoutError`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.actor import ActorHandle
 
+from patterns._calls import DEFAULT_TIMEOUT_S
+from patterns.errors import CallTimeoutError
 from patterns.spark_bridge._dispatch import Dispatcher, Finished
-from patterns.spark_bridge._errors import BridgeBatchError, BridgeError
+from patterns.spark_bridge._errors import BridgeActorLostError, BridgeBatchError, BridgeError
 from patterns.spark_bridge._keys import GroupPacker, rebatch
 from patterns.spark_bridge._ledger import Done
 from patterns.spark_bridge._pool import PoolSpec
@@ -49,6 +52,10 @@ class RunPlan:
     max_in_flight: int
     target: Target  # the output schema, checked in the actor
     affinity: bool = True  # groups: each key to actor_for_key(key); else the least loaded
+    timeout: float | None = DEFAULT_TIMEOUT_S  # longest wait for a reply (None: no bound)
+    startup_s: float = 0.0  # more for the first reply, while the actors may be starting
+    who: str = "BridgePool"  # how errors name the pool
+    retries: int = 3  # the actors' max_task_retries: Ray's re-sends of a killed actor's call
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,8 @@ def _calls(
     import pyarrow as pa
 
     # Without affinity every group is packed into one stream; the dispatcher places it.
-    streams = plan.spec.pool_size if plan.affinity else 1
-    packer = GroupPacker(plan.key_names, pool_size=streams, batch_size=plan.batch_size)
+    streams = plan.spec.n_actors if plan.affinity else 1
+    packer = GroupPacker(plan.key_names, n_actors=streams, batch_size=plan.batch_size)
     number = 0
 
     def calls_for(packs: list[Any]) -> Iterator[tuple[Call, int | None, tuple[Any, ...]]]:
@@ -136,10 +143,16 @@ def _failure_record(error: BridgeBatchError) -> dict[str, Any]:
         "column": getattr(error, "column", None),
         "expected": getattr(error, "expected", ""),
         "got": getattr(error, "got", ""),
+        "lost": isinstance(error, BridgeActorLostError),
+        "timeout": False,
     }
 
 
-def _result(finished: Finished[Call], ledger: Any) -> pa.Table:
+def _timeout_record(error: CallTimeoutError) -> dict[str, Any]:
+    return {"message": str(error), "key": None, "actor": None, "timeout": True}
+
+
+def _result(finished: Finished[Call], ledger: Any, plan: RunPlan, method: str) -> pa.Table:
     """The result table of a finished call, or the call's failure as a BridgeBatchError."""
     from ray.exceptions import RayActorError, RayTaskError
 
@@ -156,16 +169,22 @@ def _result(finished: Finished[Call], ledger: Any) -> pa.Table:
             raise cause.with_traceback(None) from None
         raise
     except RayActorError as exc:
-        # The actor died and Ray's re-sends are used up (or it cannot restart): a
-        # Spark task retry may still succeed, so this is only "trouble" for the ledger.
-        error = BridgeBatchError.from_remote(
+        # The actor died and Ray's re-sends are used up (or it cannot restart). After
+        # re-sends (max_task_retries > 0) the call crashed its actor every time: a poison
+        # batch, which stops the run (a Spark task retry would only crash it again).
+        # Without re-sends a single crash got here: a Spark task retry may still
+        # succeed, so it is only "trouble" for the ledger.
+        error = BridgeActorLostError.lost(
             call.key,
+            who=plan.who,
             actor=finished.actor,
-            remote_type=type(exc).__name__,
-            remote_message=_first_line(str(exc)),
+            method=method,
+            cause=f"{type(exc).__name__}: {_first_line(str(exc))}",
+            attempts=1 + max(plan.retries, 0),
         )
+        report = ledger.fail if plan.retries > 0 else ledger.trouble
         try:
-            ray.get(ledger.trouble.remote(_failure_record(error)), timeout=LEDGER_TIMEOUT_S)
+            ray.get(report.remote(_failure_record(error)), timeout=LEDGER_TIMEOUT_S)
         except Exception:  # the ledger is gone too: the error below still says what failed
             pass
         raise error from exc
@@ -200,29 +219,39 @@ def send_all(
     """
     # Ties go first to the actor numbered like the partition: Spark tasks running at
     # once (each maybe a single batch) spread over the pool instead of all queueing on 0.
-    dispatcher: Dispatcher[Call] = Dispatcher(
-        len(actors), max_in_flight=plan.max_in_flight, first=partition
-    )
-    reports = _Reports(ledger, connected=connected)
     method = "run_batch" if plan.mode == "batches" else "run_groups"
+    dispatcher: Dispatcher[Call] = Dispatcher(
+        len(actors), max_in_flight=plan.max_in_flight, timeout=plan.timeout,
+        startup_s=plan.startup_s, who=plan.who, method=method, first=partition,
+    )  # fmt: skip
+    reports = _Reports(ledger, connected=connected)
     run = (plan.spec.ledger_name, plan.target)  # every call names its run (see PoolActor)
 
     def collect(finished: Finished[Call]) -> pa.Table:
-        table = _result(finished, ledger)
+        table = _result(finished, ledger, plan, method)
         call = finished.meta
         done = Done(call.batch, finished.actor, call.rows, table.num_rows, call.groups)
         reports.add(done, max(dispatcher.peak_in_flight))
         return table
 
-    for call, actor, args in _calls(plan, batches, partition):
+    try:
+        for call, actor, args in _calls(plan, batches, partition):
 
-        def send(chosen: int, args: tuple[Any, ...] = args) -> Any:
-            return getattr(actors[chosen], method).remote(*run, *args)
+            def send(chosen: int, args: tuple[Any, ...] = args) -> Any:
+                return getattr(actors[chosen], method).remote(*run, *args)
 
-        for finished in dispatcher.send(actor, send, call):
+            for finished in dispatcher.send(actor, send, call):
+                yield collect(finished)
+        for finished in dispatcher.drain():
             yield collect(finished)
-    for finished in dispatcher.drain():
-        yield collect(finished)
+    except CallTimeoutError as exc:
+        # A stuck actor: the run stops (the driver raises this, and Spark's task retries
+        # send nothing more to the stuck actor: see check_not_failed).
+        try:
+            ray.get(ledger.fail.remote(_timeout_record(exc)), timeout=LEDGER_TIMEOUT_S)
+        except Exception:  # the ledger is gone too: the error below still says what failed
+            pass
+        raise
     reports.send(max(dispatcher.peak_in_flight, default=0), wait=True)
 
 
