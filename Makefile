@@ -89,6 +89,7 @@ test: check-java $(STAMP) bytecode
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "" --benchmark-disable --durations=20
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@$(MAKE) --no-print-directory test-compat
 
 # The lowest supported Ray and PySpark 3.5 (requirements/compat.txt) on COMPAT_TESTS.
 test-compat: check-java $(COMPAT_STAMP) bytecode
