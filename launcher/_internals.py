@@ -7,9 +7,12 @@ is the only place to fix. Each function degrades to a safe default where it can.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from launcher import _versions
 
 
 def register_exit_hook_before_thread_join(hook: Callable[[], None]) -> None:
@@ -58,6 +61,8 @@ def refresh_ray_auth_config() -> None:
     Why: a second launch in the same process brings a new token; without a refresh Ray
     keeps presenting the first cluster's token and fails with AuthenticationError.
     """
+    if os.environ.get("RAY_AUTH_MODE") == "token":
+        _versions.require_token_auth()  # an older Ray would ignore it: an open cluster
     try:
         from ray._raylet import (  # type: ignore[attr-defined]
             AuthenticationTokenLoader,

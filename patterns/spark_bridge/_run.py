@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 import ray
 
+from patterns import _compat
 from patterns.errors import CallTimeoutError, PatternError
 from patterns.spark_bridge._errors import (
     BridgeActorLostError,
@@ -232,7 +233,7 @@ def _driver_transport(df: Any, settings: RunSettings, table: Any, pool: Pool) ->
         send_all(plan, table.to_batches(), actors=pool.actors, ledger=pool.ledger, partition=0)
     )
     out = pa.concat_tables(results) if results else settings.target.empty()
-    return df.sparkSession.createDataFrame(out, schema=settings.struct)
+    return _compat.create_dataframe_from_arrow(df.sparkSession, out, settings.struct)
 
 
 def _failure_error(failure: dict[str, Any]) -> PatternError:
@@ -290,10 +291,10 @@ def run(df: Any, settings: RunSettings, stats: BridgeStats | None) -> Any:
     summary: dict[str, Any] | None = None
     try:
         if settings.transport == "driver":
-            table = df.toArrow()  # the one Spark job of this transport
+            table = _compat.collect_as_arrow(df)  # the one Spark job of this transport
             if table.num_rows == 0:
-                return df.sparkSession.createDataFrame(
-                    settings.target.empty(), schema=settings.struct
+                return _compat.create_dataframe_from_arrow(
+                    df.sparkSession, settings.target.empty(), settings.struct
                 )
             pool.wait_started()
             watcher = _Watcher(pool, settings)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from patterns import _compat
 from patterns._checks import describe
 from patterns.spark_bridge._errors import BridgeSchemaError
 
@@ -114,15 +115,14 @@ def parse_output_schema(output_schema: object) -> tuple[Any, Target]:
 
     Needs pyspark and an active SparkContext for DDL strings (Spark parses them).
     """
-    from pyspark.sql.pandas.types import to_arrow_type
-    from pyspark.sql.types import DataType, StructType
+    from pyspark.sql.types import StructType
 
     if isinstance(output_schema, str):
         if not output_schema.strip():
             msg = "'output_schema' must be a non-empty DDL string or a StructType, got ''"
             raise ValueError(msg)
         try:
-            struct = DataType.fromDDL(output_schema)
+            struct = _compat.parse_ddl(output_schema)
         except Exception as exc:  # Spark's parse error names the position
             msg = f"'output_schema' is not a valid Spark DDL schema: {output_schema!r} ({exc})"
             raise ValueError(msg) from None
@@ -145,7 +145,7 @@ def parse_output_schema(output_schema: object) -> tuple[Any, Target]:
     columns = []
     for field in struct.fields:
         try:
-            arrow_type = to_arrow_type(field.dataType)
+            arrow_type = _compat.arrow_type(field.dataType)
         except Exception as exc:
             msg = f"'output_schema' column {field.name!r} has a type Arrow cannot carry: {exc}"
             raise TypeError(msg) from None
