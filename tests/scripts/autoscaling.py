@@ -1,6 +1,8 @@
 """A driver for tests/test_launcher_autoscaling.py: grow under demand, shrink when idle.
 
-Usage: autoscaling.py, printing one JSON line per event on stdout.
+Usage: autoscaling.py [--write FILE.md], printing one JSON line per event on stdout;
+with ``--write`` it also writes the measured seconds as a Markdown table (the docs
+page includes ``benchmarks/results/autoscaling.md``, written this way).
 
 An embedded cluster of at most 2 Ray worker nodes starts with 1
 (``min_worker_nodes=1``). An actor holding that node's only CPU keeps a count;
@@ -11,6 +13,7 @@ does the actor's state. Every wait is bounded; the seconds are reported, not jud
 """
 
 import json
+import os
 import sys
 import time
 
@@ -22,8 +25,35 @@ IDLE_TIMEOUT_MINUTES = 0.25
 WAIT_S = 300.0
 
 
+_events = []
+
+
 def report(**payload):
+    _events.append(payload)
     print(json.dumps(payload), flush=True)
+
+
+def write_markdown(path):
+    by = {e["event"]: e for e in _events}
+    ready, grown, shrunk = by["ready"], by["grown"], by["shrunk"]
+    rows = [
+        "Embedded cluster, `min_worker_nodes=1`, at most 2 worker nodes, "
+        f"`autoscale_idle_timeout_minutes={IDLE_TIMEOUT_MINUTES}` "
+        f"({shrunk['idle_timeout_s']:g} s), {os.cpu_count()} cores "
+        "(measured by `tests/scripts/autoscaling.py --write`):",
+        "",
+        "| step | seconds |",
+        "|---|---:|",
+        f"| launch until ready with 1 worker node | {ready['ready_s']:.1f} |",
+        f"| scale-up: a task waiting for a CPU until it has run on the new node "
+        f"| {grown['grow_s']:.1f} |",
+        f"| scale-down: task done until the idle node is gone (includes the idle timeout) "
+        f"| {shrunk['shrink_s']:.1f} |",
+        "",
+        f"The actor's count was {shrunk['total_after']} before and after the scale-down.",
+    ]
+    with open(path, "w") as handle:
+        handle.write("\n".join(rows) + "\n")
 
 
 @ray.remote(num_cpus=1)
@@ -94,6 +124,8 @@ def main():
             total_after=ray.get(tally.add.remote(0), timeout=60),
         )
     report(event="done", shutdown_s=round(cluster.timings.get("shutdown_s", -1), 1))
+    if "--write" in sys.argv:
+        write_markdown(sys.argv[sys.argv.index("--write") + 1])
     return 0
 
 
