@@ -198,6 +198,7 @@ FAST_START_RELIES_ON = {
         "time.sleep(_RAY_CLUSTER_STARTUP_PROGRESS_CHECKING_INTERVAL)",
     ),
 }
+RAYLET_SOCKET_FLAGS = ("--raylet_socket_name=", "--store_socket_name=")
 HEAD_POLL_S = 0.1
 PROGRESS_POLL_S = 0.2
 PORT_LOCK_POLL_S = 0.1
@@ -235,6 +236,13 @@ def fast_start_problems() -> list[str]:
         for needle in needles:
             if needle not in source:
                 problems.append(f"ray.util.spark.cluster_init.{name} no longer has {needle!r}")
+    # Readiness reads the raylet's socket paths from its command line.
+    from ray._private import services
+
+    raylet_source = inspect.getsource(services.start_raylet)
+    for flag in RAYLET_SOCKET_FLAGS:
+        if f'f"{flag}' not in raylet_source:
+            problems.append(f"ray._private.services.start_raylet no longer passes {flag}")
     for constant in (
         "_RAY_HEAD_STARTUP_TIMEOUT",
         "_RAY_CLUSTER_STARTUP_PROGRESS_CHECKING_INTERVAL",
@@ -373,9 +381,42 @@ def _wait_for_head_then(
                     break
             except OSError:
                 time.sleep(poll_s)
+        # The driver's ray.init (next, in setup_ray_cluster) looks for the head's raylet
+        # and retries only every second: wait until it is up, too.
+        while time.monotonic() < deadline and head_proc.poll() is None:
+            if raylet_sockets_ready(head_proc.pid):
+                break
+            time.sleep(poll_s)
         return head_proc, tail
 
     return start_and_wait
+
+
+def raylet_sockets_ready(pid: int) -> bool:
+    """True once a raylet below process ``pid`` has created both of its Unix sockets."""
+    import os
+
+    import psutil
+
+    try:
+        below = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return False
+    for proc in below:
+        try:
+            if proc.name() != "raylet":
+                continue
+            args = proc.cmdline()
+        except psutil.Error:
+            continue
+        paths = [
+            a.split("=", 1)[1]
+            for a in args
+            if a.startswith(("--raylet_socket_name=", "--store_socket_name="))
+        ]
+        if len(paths) == 2 and all(os.path.exists(p) for p in paths):
+            return True
+    return False
 
 
 class FastStart:
