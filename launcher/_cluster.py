@@ -563,6 +563,8 @@ class RayOnSpark:
             stop_reporting.set()
             reporter.join(timeout=5)
         self.timings["setup_ray_cluster_s"] = time.monotonic() - t0
+        for name, at in sorted(self._state.events.items(), key=lambda item: item[1]):
+            self.timings[f"{name}_s"] = round(at - t0, 3)  # seconds into setup_ray_cluster
 
     def _report_while_starting(self, stop: threading.Event) -> None:
         assert self._state is not None
