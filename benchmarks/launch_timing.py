@@ -21,10 +21,15 @@ started has exited, PySpark's own gateway JVM aside, which a bare ``spark.stop()
 keeps for reuse).
 
 Usage:
+    python -m benchmarks.launch_timing [series] [--pairs P]
     python -m benchmarks.launch_timing bare|wrapper|check [--workers N --budget-gb G]
 
-``check`` starts nothing: it prints the keyword arguments each mode would pass,
-so a cheap test can check that they are the same.
+``series`` (the default) runs ``P`` pairs of launches (default 2), each launch in a
+process of its own, bare and wrapper alternating (bare first, then wrapper first,
+...) so a drift in the machine's load hits both, and writes the min and median of
+each figure and the wrapper/bare ratios to ``benchmarks/results/launch_timing.json``
+and ``.md``. ``check`` starts nothing: it prints the keyword arguments each mode
+would pass, so a cheap test can check that they are the same.
 """
 
 from __future__ import annotations
@@ -32,15 +37,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import secrets
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 CLEAN_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 600.0
+LAUNCH_TIMEOUT_S = 900.0
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+FIGURES = ("ready_s", "shutdown_s", "clean_s")
 
 
 def _launch_env(temp_root: str) -> dict[str, str]:
@@ -182,10 +195,123 @@ def check() -> dict[str, Any]:
     }
 
 
+def launch_in_subprocess(
+    mode: str, *args: str, timeout_s: float = LAUNCH_TIMEOUT_S
+) -> dict[str, Any]:
+    """Run ``benchmarks.launch_timing MODE ARGS`` in a fresh process; its JSON result."""
+    # A clean environment: nothing of a Ray cluster the caller may be on.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.launch_timing", mode, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        msg = f"launch_timing {mode} failed (rc={done.returncode}):\n{done.stderr[-3000:]}"
+        raise RuntimeError(msg)
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def summarise(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Min, median and samples of each figure per mode, and wrapper/bare ratios of both.
+
+    Examples:
+        >>> runs = {"bare": [{"ready_s": 40, "shutdown_s": 6, "clean_s": 8}] * 2,
+        ...         "wrapper": [{"ready_s": 20, "shutdown_s": 3, "clean_s": 4}] * 2}
+        >>> out = summarise(runs)
+        >>> out["ratio_ready_s_median"], out["bare_ready_s_min"]
+        (0.5, 40)
+    """
+    figures: dict[str, Any] = {}
+    for mode, runs in samples.items():
+        for key in FIGURES:
+            values = [r[key] for r in runs]
+            figures[f"{mode}_{key}_samples"] = [round(v, 2) for v in values]
+            figures[f"{mode}_{key}_min"] = round(min(values), 2)
+            figures[f"{mode}_{key}_median"] = round(statistics.median(values), 2)
+    for key in FIGURES:
+        for stat in ("min", "median"):
+            bare = figures[f"bare_{key}_{stat}"]
+            figures[f"ratio_{key}_{stat}"] = (
+                round(figures[f"wrapper_{key}_{stat}"] / bare, 3) if bare else None
+            )
+    return figures
+
+
+def markdown(figures: dict[str, Any], pairs: int) -> str:
+    """The results as a Markdown table (what the docs page includes)."""
+    rows = [
+        f"Embedded default, {pairs} pairs of launches alternating in one run "
+        f"({figures['layout']['master']}, {figures['machine']}).",
+        "",
+        "| seconds | bare min | bare median | RayOnSpark min | RayOnSpark median "
+        "| ratio (median) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    names = {"ready_s": "ready", "shutdown_s": "shutdown", "clean_s": "until clean"}
+    for key in FIGURES:
+        rows.append(
+            f"| {names[key]} | {figures[f'bare_{key}_min']:.1f} | "
+            f"{figures[f'bare_{key}_median']:.1f} | {figures[f'wrapper_{key}_min']:.1f} | "
+            f"{figures[f'wrapper_{key}_median']:.1f} | {figures[f'ratio_{key}_median']:.2f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def series(pairs: int) -> dict[str, Any]:
+    """``pairs`` alternating pairs of launches; write and return the summary."""
+    from launcher import _embedded
+
+    # One layout for the whole series: the plan sizes memory from what is free now.
+    layout = _embedded.layout_for_machine(None, 0)
+    fixed = ("--workers", str(layout.ray_workers), "--budget-gb", str(layout.budget_per_worker_gb))
+    samples: dict[str, list[dict[str, Any]]] = {"bare": [], "wrapper": []}
+    for index in range(pairs):
+        for mode in [("bare", "wrapper"), ("wrapper", "bare")][index % 2]:
+            result = launch_in_subprocess(mode, *fixed)
+            print(
+                f"{mode:7} ready {result['ready_s']:5.1f} s  shutdown {result['shutdown_s']:4.1f} s"
+                f"  clean {result['clean_s']:4.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            samples[mode].append(result)
+    runs = samples["bare"] + samples["wrapper"]
+    if len({json.dumps(r["kwargs"], sort_keys=True) for r in runs}) != 1:
+        raise RuntimeError("the launches did not all get the same setup_ray_cluster kwargs")
+    figures = summarise(samples)
+    figures["pairs"] = pairs
+    figures["layout"] = {"master": layout.master, "budget_gb": layout.budget_per_worker_gb}
+    figures["machine"] = f"{os.cpu_count()} cores, {platform.machine()}"
+    figures["kwargs"] = runs[0]["kwargs"]
+    figures["wrapper_launcher_timings"] = [r.get("launcher_timings") for r in samples["wrapper"]]
+    figures["bare_setup_ray_cluster_s_samples"] = [
+        round(r["setup_ray_cluster_s"], 2) for r in samples["bare"]
+    ]
+    figures["spark_start_s_samples"] = [round(r["spark_start_s"], 2) for r in samples["bare"]] + [
+        round(r["launcher_timings"]["spark_start_s"], 2) for r in samples["wrapper"]
+    ]
+    figures["workers"] = [r["workers"] for r in runs]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "launch_timing.json").write_text(json.dumps(figures, indent=1) + "\n")
+    (RESULTS / "launch_timing.md").write_text(markdown(figures, pairs))
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one launch (or the check) and print the result as one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["bare", "wrapper", "check"])
+    parser.add_argument(
+        "mode", nargs="?", default="series", choices=["series", "bare", "wrapper", "check"]
+    )
+    parser.add_argument("--pairs", type=int, default=2, help="series: pairs of launches")
     parser.add_argument("--workers", type=int, help="Ray worker nodes (default: one per core)")
     parser.add_argument("--budget-gb", type=float, help="memory budget per executor host")
     args = parser.parse_args(argv)
@@ -193,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         # Fixed by the caller, so that every launch of a series gets the same kwargs
         # even when the machine's free memory (which sizes the plan) moves.
         _LAYOUT.update(workers=args.workers, budget_gb=args.budget_gb)
-    if args.mode == "check":
+    if args.mode == "series":
+        result = series(args.pairs)
+    elif args.mode == "check":
         result = check()
     elif args.mode == "wrapper":
         result = run_wrapper()

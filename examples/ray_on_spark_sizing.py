@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # --8<-- [start:imports]
-from launcher import ClusterSpec, plan_cluster
+from launcher import ClusterSpec, RayOnSpark, plan_cluster
 
 GIB = 1024**3  # the planner counts memory in bytes; specs are in GiB
 # --8<-- [end:imports]
@@ -79,6 +79,27 @@ def main() -> None:
     kw = plan_cluster(elastic).setup_kwargs
     assert (kw["min_worker_nodes"], kw["max_worker_nodes"]) == (2, 8)  # as Spark
     # --8<-- [end:autoscaling]
+
+    # --8<-- [start:min_worker_nodes]
+    fixed = ClusterSpec(workers=4, cores_per_worker=8, memory_per_worker_gb=32)
+    plan = plan_cluster(fixed, min_worker_nodes=1)  # start with 1, grow to 4
+    kw = plan.setup_kwargs
+    assert (kw["min_worker_nodes"], kw["max_worker_nodes"]) == (1, 4)
+    assert "Spark keeps 3 executor slots" in plan.explain()
+
+    cluster = RayOnSpark(  # nothing starts until start() or `with`
+        embedded_workers=2,
+        min_worker_nodes=1,
+        autoscale_idle_timeout_minutes=0.5,  # remove a node idle for 30 s
+    )
+    try:
+        RayOnSpark(plan_cluster(fixed), min_worker_nodes=5)
+    except ValueError as error:  # refused before anything starts
+        assert "'min_worker_nodes' (5) must be <=" in str(error)
+    else:
+        raise AssertionError("min_worker_nodes above the maximum was accepted")
+    # --8<-- [end:min_worker_nodes]
+    assert not cluster.running
 
     # --8<-- [start:gpu]
     gpu_spec = ClusterSpec(

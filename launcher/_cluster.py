@@ -15,12 +15,14 @@ import time
 import warnings
 from typing import Any, TextIO
 
+import psutil
+
 from launcher import _embedded, _hook, _internals, _processes
 from launcher._env import EnvironmentChanges
 from launcher._options import AUTH_MODES, MODES, AuthMode, Mode
 from launcher._planner import ClusterPlan, ClusterSpec, plan_cluster
 from launcher._spark_info import check_supported_master, executor_hosts
-from patterns._checks import check_choice, check_int, check_number
+from patterns._checks import check_bool, check_choice, check_int, check_number
 
 # Held strongly: a running cluster must not vanish with its last user reference.
 _running: set[RayOnSpark] = set()
@@ -52,6 +54,8 @@ def _install_exit_hook() -> None:
 _RAY_SOCKET_SUFFIX_MAX = len("/ray-65535-0123abcd/session_2026-01-01_00-00-00_000000_4194304")
 _RAY_SOCKET_SUFFIX_MAX += len("/sockets/plasma_store")
 _LAUNCH_DIR_LEN = len("/rap-0123abcd")
+# How often readiness is polled (the head's GCS, the worker nodes).
+READY_POLL_S = 0.2
 # Launch attempts when Ray's own start-up (not ours) gives up, as it does on a busy host.
 START_ATTEMPTS = 2
 _AF_UNIX_PATH_MAX = 107  # bytes, Linux (sun_path is 108 with the terminating NUL)
@@ -129,6 +133,16 @@ class RayOnSpark:
         reserve_workers_for_spark: Workers (embedded: executors) left to Spark jobs;
             implies ``mode="hybrid"``.
         embedded_workers: Ray worker nodes of the embedded cluster (default: one per core).
+        min_worker_nodes: Start with this many Ray worker nodes and wait only for them;
+            Ray's autoscaler on Spark adds nodes up to the plan's maximum while tasks or
+            actors wait for resources and removes idle ones down to this number.
+            ``None``: the plan's own minimum (its maximum on a fixed-size cluster).
+        autoscale_idle_timeout_minutes: How long a worker node must be idle before the
+            autoscaler removes it (Ray on Spark's default: 1 minute).
+        autoscale_upscaling_speed: How many nodes the autoscaler may add at once, as a
+            multiple of the current cluster size (Ray on Spark's default: 1.0).
+        fast_start: Wait for readiness instead of Ray on Spark's fixed start-up waits
+            (used only on the Ray versions it was checked against; see the docs).
         auth: ``"token"`` (a fresh token per cluster, in a 0600 file) or ``"disabled"``.
         ready_timeout_s: How long to wait for the planned worker nodes once the head is up
             (Ray on Spark's own wait for a first worker, fixed at 120 s, is raised to it).
@@ -155,6 +169,10 @@ class RayOnSpark:
         mode: Mode | None = None,
         reserve_workers_for_spark: int = 0,
         embedded_workers: int | None = None,
+        min_worker_nodes: int | None = None,
+        autoscale_idle_timeout_minutes: float | None = None,
+        autoscale_upscaling_speed: float | None = None,
+        fast_start: bool = True,
         auth: AuthMode = "token",
         ready_timeout_s: float = 300.0,
         progress: bool = True,
@@ -169,6 +187,26 @@ class RayOnSpark:
         )
         if embedded_workers is not None:
             embedded_workers = check_int("embedded_workers", embedded_workers, minimum=1)
+        if min_worker_nodes is not None:
+            min_worker_nodes = check_int("min_worker_nodes", min_worker_nodes, minimum=0)
+            known_max = _known_max_worker_nodes(plan, spark, embedded_workers)
+            if known_max is not None and min_worker_nodes > known_max:
+                msg = (
+                    f"'min_worker_nodes' ({min_worker_nodes}) must be <= the maximum of "
+                    f"{known_max} Ray worker nodes"
+                    + (" (the plan's)" if plan is not None else " (the embedded cluster's)")
+                )
+                raise ValueError(msg)
+        autoscale: dict[str, float] = {}
+        if autoscale_idle_timeout_minutes is not None:
+            autoscale["autoscale_idle_timeout_minutes"] = check_number(
+                "autoscale_idle_timeout_minutes", autoscale_idle_timeout_minutes, positive=True
+            )
+        if autoscale_upscaling_speed is not None:
+            autoscale["autoscale_upscaling_speed"] = check_number(
+                "autoscale_upscaling_speed", autoscale_upscaling_speed, positive=True
+            )
+        check_bool("fast_start", fast_start)
         if plan is not None and (mode is not None or reserve_workers_for_spark):
             msg = "'mode' and 'reserve_workers_for_spark' come from 'plan' when a plan is given"
             raise ValueError(msg)
@@ -176,6 +214,14 @@ class RayOnSpark:
             check_choice("mode", mode, MODES)
         check_choice("auth", auth, AUTH_MODES)
         ready_timeout_s = check_number("ready_timeout_s", ready_timeout_s, positive=True)
+        clashing = {"min_worker_nodes", "max_worker_nodes"} & set(overrides)
+        if clashing:
+            msg = (
+                f"pass {', '.join(sorted(clashing))} as 'min_worker_nodes' (the maximum comes "
+                "from the plan: plan_cluster, or embedded_workers), not as a setup_ray_cluster "
+                "override"
+            )
+            raise TypeError(msg)
         unknown = set(overrides) - _setup_ray_cluster_parameters()
         if unknown:
             msg = (
@@ -194,7 +240,10 @@ class RayOnSpark:
         self._auth = auth
         self._ready_timeout_s = float(ready_timeout_s)
         self._connect = connect
-        self._overrides = overrides
+        self._min_worker_nodes = min_worker_nodes
+        self._fast_start = fast_start
+        self._overrides = {**overrides, **autoscale}
+        self._fast: _internals.FastStart | None = None
         self._progress = _Progress(progress)
 
         self._address: str | None = None
@@ -336,6 +385,9 @@ class RayOnSpark:
                     # Graceful paths failed (a hung node); stop what we started, by PID.
                     _processes.stop({(p.pid, p.create_time()) for p in leftovers})
             finally:
+                if self._fast is not None:
+                    self._fast.undo()
+                    self._fast = None
                 self._restore_environment()
                 _hook.activate(None)
                 self._state = None
@@ -377,6 +429,7 @@ class RayOnSpark:
             layout = _embedded.layout_for_machine(self._embedded_workers, self._reserve)
             if self._plan is None:
                 self._plan = _embedded.plan_for_layout(layout)
+            self._apply_min_worker_nodes()
             self._nodes_on_this_host = True
             self._state.node_env.update(self._node_env(local_nodes=True))
             self._progress.say(
@@ -395,6 +448,7 @@ class RayOnSpark:
                 spec = ClusterSpec.from_spark(spark)
                 mode: Mode = self._mode or ("hybrid" if self._reserve else "isolated")
                 self._plan = plan_cluster(spec, mode=mode, reserve_workers_for_spark=self._reserve)
+            self._apply_min_worker_nodes()
             local = spark.sparkContext.master.startswith("local-cluster[") or all(
                 h in ("127.0.0.1", "localhost") for h in _executor_hosts_or_none(spark)
             )
@@ -402,6 +456,11 @@ class RayOnSpark:
             self._state.node_env.update(self._node_env(local_nodes=local))
         for warning in self._plan.warnings:
             self._progress.say(f"plan warning: {warning}")
+
+    def _apply_min_worker_nodes(self) -> None:
+        """Fold ``min_worker_nodes`` into the plan; before any Ray (or embedded Spark) starts."""
+        if self._min_worker_nodes is not None and self._plan is not None:
+            self._plan = self._plan.with_min_worker_nodes(self._min_worker_nodes)
 
     def _node_env(self, *, local_nodes: bool) -> dict[str, str]:
         """Environment for this driver and every Ray node: auth, PATH, no usage stats."""
@@ -484,14 +543,28 @@ class RayOnSpark:
         previous_level = spark_logger.level
         if self._progress.enabled:
             spark_logger.setLevel(logging.ERROR)
+        if self._fast_start and self._fast is None:
+            problems = _internals.fast_start_problems()
+            if problems:
+                self._progress.say(
+                    "using Ray on Spark's own (slower) start-up waits: " + "; ".join(problems)
+                )
+            else:
+                self._fast = _internals.FastStart(head_timeout_s=self._ready_timeout_s)
         t0 = time.monotonic()
         try:
+            if self._fast is not None:
+                self._fast.begin_setup()
             self._address, self._remote_address = setup_ray_cluster(**kwargs)
         finally:
+            if self._fast is not None:
+                self._fast.end_setup()
             spark_logger.setLevel(previous_level)
             stop_reporting.set()
             reporter.join(timeout=5)
         self.timings["setup_ray_cluster_s"] = time.monotonic() - t0
+        for name, at in sorted(self._state.events.items(), key=lambda item: item[1]):
+            self.timings[f"{name}_s"] = round(at - t0, 3)  # seconds into setup_ray_cluster
 
     def _report_while_starting(self, stop: threading.Event) -> None:
         assert self._state is not None
@@ -528,7 +601,7 @@ class RayOnSpark:
                     "(see 'Troubleshooting' in the docs)"
                 )
                 raise LaunchError(msg)
-            time.sleep(1.0)
+            time.sleep(READY_POLL_S)
         if not self._connect:
             ray.shutdown()
         self.timings["wait_ready_s"] = time.monotonic() - t0
@@ -605,6 +678,20 @@ class RayOnSpark:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._previous_sigterm)
         self._previous_sigterm = None
+
+
+def _known_max_worker_nodes(
+    plan: ClusterPlan | None, spark: Any, embedded_workers: int | None
+) -> int | None:
+    """The most Ray worker nodes a launch can have, when known before it starts."""
+    if plan is not None:
+        return plan.ray_workers
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        if SparkSession.getActiveSession() is None:  # the embedded default
+            return embedded_workers or psutil.cpu_count(logical=True) or 1
+    return None  # read from Spark in start(); checked there, before Ray starts
 
 
 def _executor_hosts_or_none(spark: Any) -> list[str]:

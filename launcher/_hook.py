@@ -11,6 +11,7 @@ belongs to from module state set by ``RayOnSpark.start``.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ class LaunchState:
     job_groups: list[str] = field(default_factory=list)
     cluster_handle: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # time.monotonic() of each step, for the launch's timings.
+    events: dict[str, float] = field(default_factory=dict)
 
 
 _current: LaunchState | None = None
@@ -57,11 +60,15 @@ class LauncherStartHook(RayOnSparkStartHook):
     def on_cluster_created(self, ray_cluster_handler: Any) -> None:
         if self._state:
             self._state.cluster_handle = ray_cluster_handler
+            self._state.events.setdefault("head_up", time.monotonic())
 
     def on_spark_job_created(self, job_group_id: str) -> None:
         if self._state:
             with self._state.lock:
                 self._state.job_groups.append(job_group_id)
+                self._state.events.setdefault(
+                    f"node_job_{len(self._state.job_groups)}", time.monotonic()
+                )
 
     def custom_environment_variables(self) -> dict[str, str]:
         return dict(self._state.node_env) if self._state else {}

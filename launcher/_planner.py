@@ -161,6 +161,39 @@ class ClusterPlan:
         """Ray worker nodes the launcher waits for before it reports ready."""
         return int(self.setup_kwargs["min_worker_nodes"])
 
+    @property
+    def autoscaling(self) -> bool:
+        """True when Ray's autoscaler may grow and shrink the cluster (min < max)."""
+        return self.min_ray_workers < self.ray_workers
+
+    def with_min_worker_nodes(self, min_worker_nodes: int) -> ClusterPlan:
+        """This plan, starting with ``min_worker_nodes`` and autoscaling up to its maximum.
+
+        Raises:
+            TypeError: ``min_worker_nodes`` is not an int.
+            ValueError: It is negative or above the plan's maximum.
+
+        Examples:
+            >>> plan = plan_cluster(ClusterSpec(4, 8, 32)).with_min_worker_nodes(1)
+            >>> plan.min_ray_workers, plan.ray_workers, plan.autoscaling
+            (1, 4, True)
+        """
+        wanted = check_int("min_worker_nodes", min_worker_nodes, minimum=0)
+        if wanted > self.ray_workers:
+            msg = (
+                f"'min_worker_nodes' ({wanted}) must be <= the plan's maximum of "
+                f"{self.ray_workers} Ray worker nodes"
+            )
+            raise ValueError(msg)
+        reasons = [
+            r
+            for r in self.reasons
+            if not r.startswith(("autoscaling", "min_worker", "fixed-size Spark"))
+        ]
+        reasons.append(autoscaling_reason(wanted, self.ray_workers, self.spec.cores_per_worker))
+        kwargs = {**self.setup_kwargs, "min_worker_nodes": wanted}
+        return ClusterPlan(self.spec, self.mode, kwargs, list(self.warnings), reasons)
+
     def explain(self) -> str:
         """Describe the plan for a human: the cluster, each decision, warnings, kwargs."""
         spec, kw = self.spec, self.setup_kwargs
@@ -174,7 +207,8 @@ class ClusterPlan:
             f"Spark cluster: {size}, each {spec.cores_per_worker} cores, "
             f"{spec.memory_per_worker_gb:g} GB{gpus}; executor heap {spec.executor_memory_gb:g} GB",
             f"Mode: {self.mode}",
-            f"Ray: {kw['min_worker_nodes']}-{kw['max_worker_nodes']} worker nodes, each "
+            f"Ray: {kw['min_worker_nodes']}-{kw['max_worker_nodes']} worker nodes"
+            f"{' (autoscaling)' if self.autoscaling else ''}, each "
             f"{kw['num_cpus_worker_node']} CPUs, {kw['num_gpus_worker_node']} GPUs, "
             f"heap {kw['memory_worker_node'] / GIB:.2f} GiB, "
             f"object store {kw['object_store_memory_worker_node'] / GIB:.2f} GiB; "
@@ -201,6 +235,7 @@ def plan_cluster(
     memory_worker_node_gb: float | None = None,
     object_store_memory_worker_node_gb: float | None = None,
     dashboard: bool = False,
+    min_worker_nodes: int | None = None,
 ) -> ClusterPlan:
     """Plan a Ray-on-Spark cluster for ``spec``.
 
@@ -220,6 +255,11 @@ def plan_cluster(
         object_store_memory_worker_node_gb: Object store per Ray worker node;
             derived when ``None``.
         dashboard: Start Ray's dashboard (it binds every interface, so off by default).
+        min_worker_nodes: Ray worker nodes to start with and keep at least; Ray's
+            autoscaler on Spark grows the cluster to the planned maximum under demand
+            and shrinks it back when nodes are idle. ``None``: the spec's
+            ``min_workers`` on an autoscaling Spark cluster, else the maximum (a
+            fixed-size Ray cluster).
 
     Returns:
         The plan: ``setup_kwargs``, ``warnings`` and ``explain()``.
@@ -247,12 +287,14 @@ def plan_cluster(
     if gpus_per_ray_worker is not None:
         gpus_per_ray_worker = check_int("gpus_per_ray_worker", gpus_per_ray_worker, minimum=0)
     check_bool("dashboard", dashboard)
+    if min_worker_nodes is not None:
+        min_worker_nodes = check_int("min_worker_nodes", min_worker_nodes, minimum=0)
 
     reasons: list[str] = []
     warnings: list[str] = []
 
     ray_workers, min_ray_workers = _plan_worker_counts(
-        spec, mode, reserve_workers_for_spark, reasons
+        spec, mode, reserve_workers_for_spark, reasons, min_worker_nodes
     )
     cpus = _plan_cpus(spec, mode, spark_cores_per_worker, reasons)
     gpus = _plan_gpus(spec, mode, gpus_per_ray_worker, reasons, warnings)
@@ -296,7 +338,7 @@ def plan_cluster(
 
 
 def _plan_worker_counts(
-    spec: ClusterSpec, mode: str, reserve: int, reasons: list[str]
+    spec: ClusterSpec, mode: str, reserve: int, reasons: list[str], asked_min: int | None = None
 ) -> tuple[int, int]:
     if reserve and mode != "hybrid":
         msg = (
@@ -316,6 +358,16 @@ def _plan_worker_counts(
             f"{reserve} of {spec.workers} workers reserved for Spark at cluster level "
             f"-> {ray_max} Ray worker nodes"
         )
+    if asked_min is not None:
+        if asked_min > ray_max:
+            msg = (
+                f"'min_worker_nodes' ({asked_min}) must be <= the plan's maximum of "
+                f"{ray_max} Ray worker nodes"
+                + (f" ({spec.workers} workers - {reserve} reserved for Spark)" if reserve else "")
+            )
+            raise ValueError(msg)
+        reasons.append(autoscaling_reason(asked_min, ray_max, spec.cores_per_worker))
+        return ray_max, asked_min
     if spec.autoscaling:
         assert spec.min_workers is not None
         ray_min = min(spec.min_workers, ray_max)
@@ -330,6 +382,29 @@ def _plan_worker_counts(
             "so the cluster comes up whole and stays that size"
         )
     return ray_max, ray_min
+
+
+def autoscaling_reason(ray_min: int, ray_max: int, cores_per_worker: int) -> str:
+    """The `explain` line for a Ray cluster scaling between ``ray_min`` and ``ray_max`` nodes.
+
+    Examples:
+        >>> autoscaling_reason(1, 2, 1)[:52]
+        'autoscaling: Ray starts with 1 worker node and grows'
+    """
+    if ray_min == ray_max:
+        return (
+            f"min_worker_nodes = max = {ray_max}: no autoscaling, the cluster comes up whole "
+            "and stays that size"
+        )
+    return (
+        f"autoscaling: Ray starts with {ray_min} worker node{'s' if ray_min != 1 else ''} "
+        f"and grows to {ray_max} when tasks or actors wait for resources, shrinking back "
+        f"when nodes idle; Spark keeps {ray_max - ray_min} "
+        f"executor slot{'s' if ray_max - ray_min != 1 else ''} (up to "
+        f"{(ray_max - ray_min) * cores_per_worker} cores) for its own jobs while Ray is "
+        f"small, and gives them up to Ray as it grows (a node takes a whole Spark task slot "
+        "while it lives)"
+    )
 
 
 def _plan_cpus(spec: ClusterSpec, mode: str, spark_cores: int, reasons: list[str]) -> int:

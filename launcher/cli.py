@@ -102,6 +102,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         spark_cores_per_worker=args.spark_cores_per_worker,
         head_cpus=args.head_cpus,
         dashboard=args.dashboard,
+        min_worker_nodes=args.min_worker_nodes,
     )
     if args.json:
         print(json.dumps({"setup_kwargs": plan.setup_kwargs, "warnings": plan.warnings}))
@@ -122,6 +123,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         mode=args.mode,
         reserve_workers_for_spark=args.reserve_workers_for_spark,
         embedded_workers=args.embedded_workers,
+        min_worker_nodes=args.min_worker_nodes,
+        autoscale_idle_timeout_minutes=args.autoscale_idle_timeout_minutes,
         auth=args.auth,
     )
     stop = threading.Event()
@@ -210,6 +213,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------- parser
 
 
+_MIN_WORKER_NODES_HELP = (
+    "start with N Ray worker nodes; Ray's autoscaler grows to the plan's maximum under "
+    "demand and shrinks back when idle (default: the plan's minimum)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``actor-patterns`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -233,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--spark-cores-per-worker", type=int, default=0)
     plan.add_argument("--head-cpus", type=int, default=0)
     plan.add_argument("--dashboard", action="store_true")
+    plan.add_argument("--min-worker-nodes", type=int, default=None, help=_MIN_WORKER_NODES_HELP)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(func=_cmd_plan)
 
@@ -241,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--mode", choices=MODES, default=None)
     launch.add_argument("--reserve-workers-for-spark", type=int, default=0)
     launch.add_argument("--embedded-workers", type=int, default=None)
+    launch.add_argument("--min-worker-nodes", type=int, default=None, help=_MIN_WORKER_NODES_HELP)
+    launch.add_argument(
+        "--autoscale-idle-timeout-minutes",
+        type=float,
+        default=None,
+        help="minutes a worker node must idle before the autoscaler removes it (default 1)",
+    )
     launch.add_argument("--auth", choices=AUTH_MODES, default="token")
     launch.add_argument("--verbose", action="store_true", help="show Ray's own output")
     launch.set_defaults(func=_cmd_launch)
