@@ -1,0 +1,57 @@
+"""The multi-host lab (scripts/lab.py), one per session, for the tests in this folder.
+
+They need root and network namespaces. Elsewhere they skip saying what is missing;
+under ``CI=true`` that skip fails the run instead: CI runs as root, so it can never
+go green without them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+LAB_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "lab.py"
+
+
+def load_lab_module() -> ModuleType:
+    """scripts/lab.py as a module (scripts/ is not a package)."""
+    if "rap_lab" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("rap_lab", LAB_SCRIPT)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["rap_lab"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["rap_lab"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.hosts)
+            item.add_marker(pytest.mark.spark)
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """A running lab: namespaces, Spark master and three workers; all removed at the end."""
+    module = load_lab_module()
+    missing = module.missing_requirements()
+    if missing:
+        reason = "the multi-host lab needs " + "; ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: a skip here would hide the multi-host tests)")
+        pytest.skip(reason)
+    lab = module.start_lab(tmp_path_factory.mktemp("lab"))
+    try:
+        yield lab
+    finally:
+        problems = lab.down()
+        assert not problems, problems
