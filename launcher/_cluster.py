@@ -429,15 +429,27 @@ class RayOnSpark:
             env["RAY_AUTH_MODE"] = "disabled"
             self._set_env("RAY_AUTH_TOKEN_PATH", None)
             self._set_env("RAY_AUTH_TOKEN", None)
-        if local_nodes:
-            # ray.util.spark's node starter runs `ray` found on PATH.
-            bin_dir = os.path.dirname(sys.executable)
-            env["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        # ray.util.spark's node starter runs `ray` found on PATH, and a Spark worker
+        # daemon's PATH (a plain system one on a real host) has no venv on it: put the
+        # bin folder of the Python that runs the Spark tasks first, on every host.
+        bin_dir = os.path.dirname(self._executor_python())
+        env["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         for key, value in env.items():
             self._set_env(key, value)
         self._set_env("RAY_ON_SPARK_START_HOOK", _hook.HOOK_PATH)
         _internals.refresh_ray_auth_config()
         return env
+
+    def _executor_python(self) -> str:
+        """The Python the Spark tasks run (pyspark's own order), where `ray` sits beside."""
+        conf = self._spark.sparkContext.getConf() if self._spark is not None else None
+        for candidate in (
+            conf.get("spark.pyspark.python") if conf is not None else None,
+            os.environ.get("PYSPARK_PYTHON"),
+        ):
+            if candidate and os.path.isabs(candidate):
+                return candidate
+        return sys.executable
 
     def _set_env(self, key: str, value: str | None) -> None:
         self._env.set(key, value)

@@ -96,7 +96,9 @@ def missing_requirements() -> list[str]:
     """What this machine lacks to run the lab (empty when it can)."""
     missing = []
     if os.geteuid() != 0:
-        missing.append("root (network and mount namespaces need it; running as uid %d)" % os.geteuid())
+        missing.append(
+            f"root (network and mount namespaces need it; running as uid {os.geteuid()})"
+        )
     for tool in ("ip", "unshare", "nsenter", "mount"):
         if not any(Path(d, tool).exists() for d in SYSTEM_PATH.split(":")):
             missing.append(f"the `{tool}` command")
@@ -169,11 +171,32 @@ class Lab:
             # IPv4 in the lab subnet only: no IPv6 (not even link-local) on any host.
             for key in ("all", "default"):
                 subprocess.run(
-                    ["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"],
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        ns,
+                        "sysctl",
+                        "-qw",
+                        f"net.ipv6.conf.{key}.disable_ipv6=1",
+                    ],
                     check=True,
                 )
             # Both ends are made inside the lab: the pair never exists in the root namespace.
-            _ip("-n", br, "link", "add", f"v-{host}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _ip(
+                "-n",
+                br,
+                "link",
+                "add",
+                f"v-{host}",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns,
+            )
             _ip("-n", br, "link", "set", f"v-{host}", "master", "br0", "up")
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
@@ -190,10 +213,8 @@ class Lab:
             if links != ["eth0", "lo"]:
                 raise LabError(f"{host}: links {links}, expected only eth0 and lo")
             routes = _json("-n", ns, "route", "show", "table", "all")
-            outside = [
-                r for r in routes
-                if r.get("table") != "local" and r.get("dst") != SUBNET and r.get("type") != "multicast"
-            ]  # fmt: skip
+            kept = [r for r in routes if r.get("table") != "local" and r.get("type") != "multicast"]
+            outside = [r for r in kept if r.get("dst") != SUBNET]
             if outside or not any(r.get("dst") == SUBNET for r in routes):
                 raise LabError(f"{host}: routes beyond {SUBNET}: {outside}")
             probe = subprocess.run(["ip", "-n", ns, "route", "get", "1.1.1.1"], capture_output=True)
@@ -202,7 +223,9 @@ class Lab:
         bridge_links = {link["ifname"] for link in _json("-n", self.bridge_ns, "link", "show")}
         expected = {"lo", "br0", *(f"v-{h}" for h in ADDRESSES)}
         if bridge_links != expected:
-            raise LabError(f"bridge namespace links {sorted(bridge_links)}, expected {sorted(expected)}")
+            raise LabError(
+                f"bridge namespace links {sorted(bridge_links)}, expected {sorted(expected)}"
+            )
         if _json("-n", self.bridge_ns, "route", "show"):
             raise LabError("the bridge namespace has routes; it must have none")
 
@@ -223,14 +246,22 @@ class Lab:
         deadline = time.monotonic() + 30
         while "ready" not in (self.logs / f"{host}-init.log").read_text():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise LabError(f"{host}: init did not start: {(self.logs / f'{host}-init.log').read_text()}")
+                raise LabError(
+                    f"{host}: init did not start: {(self.logs / f'{host}-init.log').read_text()}"
+                )
             time.sleep(0.05)
         self.inits[host] = _only_child(proc.pid)
         self.pids.append(self.inits[host])
 
     def popen(
-        self, host: str, command: list[str], *, env: dict[str, str] | None = None,
-        log: Path | None = None, tied_to_parent: bool = True, **kwargs,
+        self,
+        host: str,
+        command: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        tied_to_parent: bool = True,
+        **kwargs,
     ) -> subprocess.Popen:
         """Start ``command`` on ``host`` with exactly ``env`` (plus a plain system PATH)."""
         full_env = {"PATH": SYSTEM_PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
@@ -310,7 +341,9 @@ class Lab:
             if text in (self.logs / name).read_text(errors="replace"):
                 return
             time.sleep(0.2)
-        raise LabError(f"{name}: no {text!r} after {timeout_s:g}s:\n{(self.logs / name).read_text()[-2000:]}")
+        raise LabError(
+            f"{name}: no {text!r} after {timeout_s:g}s:\n{(self.logs / name).read_text()[-2000:]}"
+        )
 
     # -- hosts failing ------------------------------------------------------------
 
@@ -330,7 +363,9 @@ class Lab:
         for pid in self.inits.values():
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s + 5
-        while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in self.inits.values()):
+        while time.monotonic() < deadline and any(
+            psutil.pid_exists(p) for p in self.inits.values()
+        ):
             time.sleep(0.1)
         for pid in [*self.inits.values(), *self.pids]:
             _signal(pid, signal.SIGKILL)
@@ -342,7 +377,11 @@ class Lab:
         problems = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            left = [p for p in self.pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+            left = [
+                p
+                for p in self.pids
+                if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+            ]
             if not left:
                 break
             time.sleep(0.1)
@@ -368,7 +407,9 @@ class Lab:
     @classmethod
     def load(cls, path: Path) -> Lab:
         data = json.loads(path.read_text())
-        return cls(data["lab_id"], Path(data["logs"]), data["namespaces"], data["inits"], data["pids"])
+        return cls(
+            data["lab_id"], Path(data["logs"]), data["namespaces"], data["inits"], data["pids"]
+        )
 
 
 def _only_child(pid: int) -> int:
@@ -402,7 +443,9 @@ def start_lab(logs: Path, *, tied_to_parent: bool = True, **kwargs) -> Lab:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="build the lab and start Spark in it")
     up.add_argument("--logs", type=Path, default=None)

@@ -8,8 +8,10 @@ go green without them.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -49,9 +51,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} (CI=true: a skip here would hide the multi-host tests)")
         pytest.skip(reason)
+    began = time.monotonic()
     lab = module.start_lab(tmp_path_factory.mktemp("lab"))
+    FIGURES["lab_up_s"] = round(time.monotonic() - began, 1)
     try:
         yield lab
     finally:
+        began = time.monotonic()
         problems = lab.down()
+        FIGURES["lab_down_s"] = round(time.monotonic() - began, 1)
+        _write_figures()
         assert not problems, problems
+
+
+# Figures measured in the lab, written to $RAP_HOSTS_RESULTS (a JSON file) when set:
+# benchmarks/results/hosts.json and the many-hosts page come from such a run.
+FIGURES: dict[str, object] = {}
+
+
+def _write_figures() -> None:
+    target = os.environ.get("RAP_HOSTS_RESULTS")
+    if target:
+        Path(target).write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")

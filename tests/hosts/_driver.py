@@ -1,0 +1,108 @@
+"""Runs on the lab's driver host: Ray on the lab's Spark standalone cluster.
+
+argv: master URL, this host's address, ready timeout (s). Prints JSON lines; after
+the "up" line it waits for one line on stdin (the test checks other hosts then).
+"""
+
+import json
+import os
+import sys
+import time
+
+import ray
+from pyspark.sql import SparkSession
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from launcher import RayOnSpark, count_alive_workers
+from patterns import Counter, ShardedCounter
+
+
+def emit(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+@ray.remote(num_cpus=0)
+def bump(name, times):
+    counter = Counter(name=name, actor_options={"get_if_exists": True})
+    for _ in range(times):
+        counter.increment()
+    return ray.util.get_node_ip_address()
+
+
+@ray.remote(num_cpus=0)
+def bump_sharded(sharded, times):
+    for _ in range(times):
+        sharded.increment(3)
+    return ray.util.get_node_ip_address()
+
+
+def on_node(node_id):
+    return NodeAffinitySchedulingStrategy(node_id, soft=False)
+
+
+def main(master, driver_ip, ready_timeout_s):
+    spark = (
+        SparkSession.builder.master(master)
+        .appName("hosts-lab")
+        .config("spark.driver.host", driver_ip)
+        .config("spark.driver.bindAddress", driver_ip)
+        .config("spark.ui.enabled", "false")
+        .config("spark.executor.memory", "1g")
+        .config("spark.executor.cores", "2")
+        .config("spark.pyspark.python", sys.executable)
+        .getOrCreate()
+    )
+    began = time.monotonic()
+    try:
+        with RayOnSpark(spark=spark, progress=True, ready_timeout_s=ready_timeout_s) as cluster:
+            workers = [
+                n for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] != driver_ip
+            ]
+            emit(
+                stage="up",
+                start_s=time.monotonic() - began,
+                address=cluster.address,
+                alive_workers=count_alive_workers(),
+                worker_ips=sorted(n["NodeManagerAddress"] for n in workers),
+                node_ips=sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]),
+                token_in_env=bool(os.environ.get("RAY_AUTH_TOKEN")),
+            )
+            ids = [n["NodeID"] for n in workers]
+            # A counter on the first worker host, callers on every worker host.
+            counter = Counter(name="hits", actor_options={"scheduling_strategy": on_node(ids[0])})
+            callers = ray.get(
+                [bump.options(scheduling_strategy=on_node(i)).remote("hits", 50) for i in ids],
+                timeout=120,
+            )
+            sharded = ShardedCounter(n_shards=3)
+            sharded_callers = ray.get(
+                [
+                    bump_sharded.options(scheduling_strategy=on_node(i)).remote(sharded, 40)
+                    for i in ids
+                ],
+                timeout=120,
+            )
+            emit(
+                stage="counters",
+                counter=counter.value(),
+                expected=50 * len(ids),
+                caller_ips=sorted(callers),
+                sharded=sharded.value(),
+                sharded_expected=3 * 40 * len(ids),
+                sharded_caller_ips=sorted(sharded_callers),
+            )
+            sys.stdin.readline()
+    except Exception as error:  # the cause chain, for the test's message
+        chain, cause = [], error
+        while cause is not None:
+            chain.append(f"{type(cause).__name__}: {cause}"[:2000])
+            cause = cause.__cause__
+        emit(stage="error", elapsed_s=time.monotonic() - began, chain=chain)
+        raise
+    finally:
+        spark.stop()
+    emit(stage="down")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], float(sys.argv[3]))

@@ -1,0 +1,140 @@
+"""The launcher's remote path on the lab: Ray worker nodes on three other hosts.
+
+One launch for the module (tests/hosts/_driver.py on the driver host); the tests read
+what it reports, check the other hosts while it runs, then after its shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from .conftest import FIGURES, load_lab_module
+
+M = load_lab_module()
+DRIVER = Path(__file__).with_name("_driver.py")
+REPO = Path(__file__).resolve().parents[2]
+
+OUTSIDER = """
+import ray, sys
+try:
+    ray.init(address=sys.argv[1], log_to_driver=False)
+    print("connected")
+except Exception as error:
+    print("refused", type(error).__name__, str(error)[:500].replace("\\n", " "))
+"""
+
+
+class Launch:
+    """The driver process and the JSON lines it printed."""
+
+    def __init__(self, lab, log: Path) -> None:
+        self.lab = lab
+        self.log = log
+        self.events: dict[str, dict] = {}
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        with log.open("w") as stderr:
+            self.proc = lab.popen(
+                "driver",
+                [M.VENV_PYTHON, str(DRIVER), lab.master_url, M.ADDRESSES["driver"], "120"],
+                env={"PYTHONPATH": str(REPO)},  # no venv on PATH: only its python, by path
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            )  # fmt: skip
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, stage: str, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while stage not in self.events:
+            if "error" in self.events:
+                pytest.fail(f"the launch failed: {self.events['error']}")
+            try:
+                line = self._lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no {stage!r} from the driver in {timeout_s:g}s:\n{self.tail()}")
+            if line is None:
+                pytest.fail(f"the driver exited before {stage!r}:\n{self.tail()}")
+            if line.startswith("{"):
+                event = json.loads(line)
+                self.events[event["stage"]] = event
+        return self.events[stage]
+
+    def finish(self) -> dict:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("\n")
+            self.proc.stdin.flush()
+        event = self.wait_for("down", 120)
+        self.proc.wait(timeout=60)
+        return event
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture(scope="module")
+def launch(lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
+    run = Launch(lab, tmp_path_factory.mktemp("hosts-launch") / "driver.log")
+    try:
+        yield run
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait(timeout=30)
+
+
+def test_worker_nodes_start_on_every_worker_host_with_a_plain_daemon_path(launch) -> None:
+    up = launch.wait_for("up", 400)
+    FIGURES["launch_start_s"] = round(up["start_s"], 1)
+    workers = [M.ADDRESSES[h] for h in M.WORKERS]
+    assert up["alive_workers"] == 3
+    assert up["worker_ips"] == workers  # one per worker host, on its address
+    assert up["node_ips"] == sorted([M.ADDRESSES["driver"], *workers])  # never loopback
+
+
+def test_counters_are_exact_with_callers_on_every_host(launch) -> None:
+    got = launch.wait_for("counters", 200)
+    workers = sorted(M.ADDRESSES[h] for h in M.WORKERS)
+    assert got["caller_ips"] == workers
+    assert got["counter"] == got["expected"] == 150
+    assert got["sharded_caller_ips"] == workers
+    assert got["sharded"] == got["sharded_expected"] == 360
+
+
+def test_the_outsider_without_the_token_is_refused(launch) -> None:
+    address = launch.wait_for("up", 400)["address"]
+    done = launch.lab.run("outsider", [M.VENV_PYTHON, "-c", OUTSIDER, address], timeout=120)
+    assert done.stdout.startswith("refused"), done.stdout + done.stderr[-2000:]
+    assert "unauthenticated" in done.stdout.lower() or "token" in done.stdout.lower()
+
+
+def _leftovers(lab, host: str) -> list[str]:
+    tmp = lab.host_path(host, "/tmp")
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith(("rap-", "ray-")))
+
+
+def test_nothing_of_the_launch_is_left_on_any_host(launch) -> None:
+    launch.wait_for("up", 400)
+    began = time.monotonic()
+    launch.finish()
+    FIGURES["launch_shutdown_s"] = round(time.monotonic() - began, 1)
+    for host in M.WORKERS:
+        init = psutil.Process(launch.lab.inits[host])
+        left = [
+            p.cmdline() for p in init.children(recursive=True) if "ray" in " ".join(p.cmdline())
+        ]
+        assert left == [], (host, left)
+        assert _leftovers(launch.lab, host) == [], host
