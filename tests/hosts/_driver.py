@@ -1,7 +1,9 @@
 """Runs on the lab's driver host: Ray on the lab's Spark standalone cluster.
 
-argv: master URL, this host's address, ready timeout (s). Prints JSON lines; after
-the "up" line it waits for one line on stdin (the test checks other hosts then).
+argv: master URL, this host's address, ready timeout (s), optionally "bad-option".
+Prints JSON lines; after the "counters" line it waits for one line on stdin (the test
+checks other hosts then). With "bad-option", every worker node's `ray start` fails
+(an option it does not know): the launch must fail at once with that cause.
 """
 
 import json
@@ -13,7 +15,7 @@ import ray
 from pyspark.sql import SparkSession
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from launcher import RayOnSpark, count_alive_workers
+from launcher import LaunchError, RayOnSpark, count_alive_workers
 from patterns import Counter, ShardedCounter
 
 
@@ -53,6 +55,21 @@ def main(master, driver_ip, ready_timeout_s):
         .getOrCreate()
     )
     began = time.monotonic()
+    if len(sys.argv) > 4 and sys.argv[4] == "bad-option":
+        cluster = RayOnSpark(
+            spark=spark,
+            ready_timeout_s=ready_timeout_s,
+            worker_node_options={"no_such_option": "1"},
+        )
+        try:
+            cluster.start()
+            emit(stage="bad-option", error=None)
+        except LaunchError as error:
+            emit(stage="bad-option", error=str(error), elapsed_s=time.monotonic() - began)
+        finally:
+            cluster.shutdown()
+            spark.stop()
+        return
     try:
         with RayOnSpark(spark=spark, progress=True, ready_timeout_s=ready_timeout_s) as cluster:
             workers = [
