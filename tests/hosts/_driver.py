@@ -11,12 +11,13 @@ import os
 import sys
 import time
 
+import numpy as np
 import ray
 from pyspark.sql import SparkSession
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from launcher import LaunchError, RayOnSpark, count_alive_workers
-from patterns import Counter, ShardedCounter
+from patterns import Counter, ParameterServer, ShardedCounter
 
 
 def emit(**fields):
@@ -36,6 +37,28 @@ def bump_sharded(sharded, times):
     for _ in range(times):
         sharded.increment(3)
     return ray.util.get_node_ip_address()
+
+
+@ray.remote(num_cpus=0)
+def push_ones(server, times):
+    for _ in range(times):
+        server.push({"w": np.ones(4)})
+    return ray.util.get_node_ip_address()
+
+
+def parameter_server_across_hosts(ids):
+    """A server on the second worker host, gradient workers on every worker host."""
+    server = ParameterServer(
+        {"w": np.zeros(4)},
+        optimizer="sgd",
+        learning_rate=0.5,
+        actor_options={"scheduling_strategy": on_node(ids[1])},
+    )
+    pushers = ray.get(
+        [push_ones.options(scheduling_strategy=on_node(i)).remote(server, 10) for i in ids],
+        timeout=120,
+    )
+    return {"w": server.pull()["w"].tolist(), "pusher_ips": sorted(pushers)}
 
 
 def on_node(node_id):
@@ -108,6 +131,10 @@ def main(master, driver_ip, ready_timeout_s):
                 sharded_expected=3 * 40 * len(ids),
                 sharded_caller_ips=sorted(sharded_callers),
             )
+            try:
+                emit(stage="ps", **parameter_server_across_hosts(ids))
+            except Exception as error:
+                emit(stage="ps", error=f"{type(error).__name__}: {error}"[:3000])
             sys.stdin.readline()
     except Exception as error:  # the cause chain, for the test's message
         chain, cause = [], error

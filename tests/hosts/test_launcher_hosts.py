@@ -114,6 +114,13 @@ def test_counters_are_exact_with_callers_on_every_host(launch) -> None:
     assert got["sharded"] == got["sharded_expected"] == 360
 
 
+def test_a_parameter_server_with_gradient_workers_on_every_host_is_exact(launch) -> None:
+    got = launch.wait_for("ps", 200)
+    assert "error" not in got, got
+    assert got["pusher_ips"] == sorted(M.ADDRESSES[h] for h in M.WORKERS)
+    assert got["w"] == [-15.0] * 4  # 30 sgd steps of 0.5 * 1, as on one host
+
+
 def test_the_outsider_without_the_token_is_refused(launch) -> None:
     address = launch.wait_for("up", 400)["address"]
     done = launch.lab.run("outsider", [M.VENV_PYTHON, "-c", OUTSIDER, address], timeout=120)
