@@ -9,6 +9,7 @@ checks other hosts then). With "bad-option", every worker node's `ray start` fai
 import json
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -17,7 +18,8 @@ from pyspark.sql import SparkSession
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from launcher import LaunchError, RayOnSpark, count_alive_workers
-from patterns import Counter, ParameterServer, ShardedCounter
+from patterns import Counter, ParameterServer, RayKVStore, ShardedCounter
+from patterns._ray_internals import actor_id_hex
 
 
 def emit(**fields):
@@ -59,6 +61,59 @@ def parameter_server_across_hosts(ids):
         timeout=120,
     )
     return {"w": server.pull()["w"].tolist(), "pusher_ips": sorted(pushers)}
+
+
+def lose_a_host(workers):
+    """A restartable counter (RayKVStore) on the last worker host, which the test cuts off."""
+    victim = max(workers, key=lambda n: tuple(int(x) for x in n["NodeManagerAddress"].split(".")))
+    store = RayKVStore(namespace="hosts-lab")
+    counter = Counter(
+        store=store,
+        key="loss",
+        actor_options={
+            "scheduling_strategy": NodeAffinitySchedulingStrategy(victim["NodeID"], soft=True)
+        },
+    )
+    for _ in range(20):
+        counter.increment()  # acknowledged: in the store on the head's host
+    emit(stage="loss-ready", victim_ip=victim["NodeManagerAddress"])
+    sys.stdin.readline()  # the test has cut the host off
+    cut = time.monotonic()
+    in_flight = counter.increment_async()  # sent after the cut: completes once, or fails
+    detect_s = None
+    done = []
+    waiter = threading.Thread(target=lambda: done.append(ray.get(in_flight, timeout=180)))
+    waiter.start()
+    while waiter.is_alive() or detect_s is None:
+        if detect_s is None and not any(
+            n["Alive"] for n in ray.nodes() if n["NodeID"] == victim["NodeID"]
+        ):
+            detect_s = time.monotonic() - cut
+        if time.monotonic() - cut > 200:
+            break
+        time.sleep(0.2)
+        if not waiter.is_alive() and not done:
+            break
+    serve_s = time.monotonic() - cut if done else None
+    emit(
+        stage="loss",
+        detect_s=detect_s,
+        serve_s=serve_s,
+        in_flight_result=done[0] if done else None,
+        value=counter.value(timeout=60) if done else None,
+        expected=21,
+        restarted_on=counter_node_ip(counter),
+    )
+
+
+def counter_node_ip(counter):
+    """The address of the node the counter's actor runs on now (from the GCS)."""
+    from ray._private import state
+
+    (handle,) = counter._facade_actors
+    info = state.actors(actor_id_hex(handle))
+    node_id = info.get("Address", {}).get("NodeID") if info else None
+    return next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id), None)
 
 
 def on_node(node_id):
@@ -135,7 +190,11 @@ def main(master, driver_ip, ready_timeout_s):
                 emit(stage="ps", **parameter_server_across_hosts(ids))
             except Exception as error:
                 emit(stage="ps", error=f"{type(error).__name__}: {error}"[:3000])
-            sys.stdin.readline()
+            try:
+                lose_a_host(workers)
+            except Exception as error:
+                emit(stage="loss", error=f"{type(error).__name__}: {error}"[:3000])
+            sys.stdin.readline()  # the host is back
     except Exception as error:  # the cause chain, for the test's message
         chain, cause = [], error
         while cause is not None:

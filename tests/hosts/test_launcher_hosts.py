@@ -128,6 +128,27 @@ def test_the_outsider_without_the_token_is_refused(launch) -> None:
     assert "unauthenticated" in done.stdout.lower() or "token" in done.stdout.lower()
 
 
+def test_a_lost_host_loses_no_acknowledged_increment_and_nothing_hangs(launch) -> None:
+    """worker3's link goes down: Ray declares its node dead, the counter restarts elsewhere."""
+    ready = launch.wait_for("loss-ready", 200)
+    assert ready["victim_ip"] == M.ADDRESSES["worker3"]
+    launch.lab.set_link("worker3", up=False)
+    try:
+        assert launch.proc.stdin is not None
+        launch.proc.stdin.write("\n")
+        launch.proc.stdin.flush()
+        got = launch.wait_for("loss", 260)
+    finally:
+        launch.lab.set_link("worker3", up=True)
+    assert "error" not in got, got
+    FIGURES["host_loss_detect_s"] = round(got["detect_s"], 1) if got["detect_s"] else None
+    FIGURES["host_loss_counter_serves_s"] = round(got["serve_s"], 1) if got["serve_s"] else None
+    assert got["detect_s"] is not None  # Ray noticed the lost node
+    assert got["in_flight_result"] == 21  # the call sent after the cut completed once
+    assert got["value"] == got["expected"] == 21  # every acknowledged increment survived
+    assert got["restarted_on"] in [M.ADDRESSES[h] for h in ("worker1", "worker2", "driver")]
+
+
 def _leftovers(lab, host: str) -> list[str]:
     tmp = lab.host_path(host, "/tmp")
     return sorted(p.name for p in tmp.iterdir() if p.name.startswith(("rap-", "ray-")))
