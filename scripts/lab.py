@@ -62,6 +62,10 @@ host = sys.argv[1]
 for target in ("/tmp", "/dev/shm"):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g,mode=1777", "tmpfs", target], check=True)
 subprocess.run(["hostname", host], check=True)
+# Every lab host's name resolves, as on a real cluster (Java looks its own name up).
+with open("/tmp/.lab-hosts", "w") as hosts:
+    hosts.write(sys.argv[3])
+subprocess.run(["mount", "--bind", "/tmp/.lab-hosts", "/etc/hosts"], check=True)
 stopping = []
 signal.signal(signal.SIGTERM, lambda *_: stopping.append(time.monotonic()))
 print("ready", flush=True)
@@ -86,6 +90,9 @@ while True:
     except ChildProcessError:
         time.sleep(0.2)
 """
+
+
+_HOSTS_FILE = "127.0.0.1 localhost\n" + "".join(f"{a} {h}\n" for h, a in ADDRESSES.items())
 
 
 class LabError(RuntimeError):
@@ -236,7 +243,7 @@ class Lab:
                     "ip", "netns", "exec", self.namespaces[host],
                     "unshare", "--mount", "--propagation", "private", "--pid", "--fork",
                     "--mount-proc", "--uts", "--kill-child=SIGKILL",
-                    VENV_PYTHON, "-c", _INIT, host, "10",
+                    VENV_PYTHON, "-c", _INIT, host, "10", _HOSTS_FILE,
                 ],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env={"PATH": SYSTEM_PATH}, start_new_session=True,
