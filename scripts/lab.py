@@ -144,6 +144,7 @@ class Lab:
     namespaces: dict[str, str] = field(default_factory=dict)  # host -> netns name
     inits: dict[str, int] = field(default_factory=dict)  # host -> PID of its PID-1 (root view)
     pids: list[int] = field(default_factory=list)  # every process we started (root view)
+    popens: list[subprocess.Popen] = field(default_factory=list, repr=False)
 
     @property
     def master_url(self) -> str:
@@ -250,6 +251,7 @@ class Lab:
                 preexec_fn=_set_parent_death_signal if tied_to_parent else None,
             )  # fmt: skip
         self.pids.append(proc.pid)
+        self.popens.append(proc)
         deadline = time.monotonic() + 30
         while "ready" not in (self.logs / f"{host}-init.log").read_text():
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -288,7 +290,22 @@ class Lab:
                 argv, preexec_fn=_set_parent_death_signal if tied_to_parent else None, **kwargs
             )
         self.pids.append(proc.pid)
+        self.popens.append(proc)
         return proc
+
+    def processes(self, host: str) -> list:
+        """Every process in ``host``'s process namespace (psutil, root view), its init too."""
+        import psutil
+
+        def pid_ns(pid: int) -> str | None:
+            try:
+                return os.readlink(f"/proc/{pid}/ns/pid")
+            except OSError:
+                return None
+
+        # The init itself sits in the namespace it created for its children.
+        mine = pid_ns(self.inits[host])
+        return [p for p in psutil.process_iter() if pid_ns(p.pid) == mine]
 
     def run(self, host: str, command: list[str], *, env: dict[str, str] | None = None,
             timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:  # fmt: skip
@@ -376,6 +393,8 @@ class Lab:
             time.sleep(0.1)
         for pid in [*self.inits.values(), *self.pids]:
             _signal(pid, signal.SIGKILL)
+        for proc in self.popens:
+            proc.wait()
         for pid in self.pids:
             try:
                 os.waitpid(pid, 0)

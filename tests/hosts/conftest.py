@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -51,6 +52,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} (CI=true: a skip here would hide the multi-host tests)")
         pytest.skip(reason)
+    # SIGTERM (a CI timeout) ends the session like Ctrl-C: the lab comes down.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     began = time.monotonic()
     lab = module.start_lab(tmp_path_factory.mktemp("lab"))
     FIGURES["lab_up_s"] = round(time.monotonic() - began, 1)
@@ -61,7 +64,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
         problems = lab.down()
         FIGURES["lab_down_s"] = round(time.monotonic() - began, 1)
         _write_figures()
+        signal.signal(signal.SIGTERM, previous)
         assert not problems, problems
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 # Figures measured in the lab, written to $RAP_HOSTS_RESULTS (a JSON file) when set:

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from .conftest import FIGURES, load_lab_module
@@ -40,6 +39,7 @@ class Launch:
         self.lab = lab
         self.log = log
         self.events: dict[str, dict] = {}
+        self.ended = False
         self._lines: queue.Queue[str | None] = queue.Queue()
         with log.open("w") as stderr:
             self.proc = lab.popen(
@@ -59,6 +59,8 @@ class Launch:
     def wait_for(self, stage: str, timeout_s: float) -> dict:
         deadline = time.monotonic() + timeout_s
         while stage not in self.events:
+            if self.ended:
+                pytest.fail(f"the driver exited before {stage!r}:\n{self.tail()}")
             if "error" in self.events:
                 pytest.fail(f"the launch failed: {self.events['error']}")
             try:
@@ -66,6 +68,7 @@ class Launch:
             except queue.Empty:
                 pytest.fail(f"no {stage!r} from the driver in {timeout_s:g}s:\n{self.tail()}")
             if line is None:
+                self.ended = True
                 pytest.fail(f"the driver exited before {stage!r}:\n{self.tail()}")
             if line.startswith("{"):
                 event = json.loads(line)
@@ -160,8 +163,7 @@ def test_no_process_of_the_launch_is_left_on_any_host(launch) -> None:
     launch.finish()
     FIGURES["launch_shutdown_s"] = round(time.monotonic() - began, 1)
     for host in ("driver", *M.WORKERS):
-        init = psutil.Process(launch.lab.inits[host])
-        cmdlines = [" ".join(p.cmdline()) for p in init.children(recursive=True)]
+        cmdlines = [" ".join(p.cmdline()) for p in launch.lab.processes(host)]
         assert [c for c in cmdlines if "ray" in c] == [], host
 
 
