@@ -456,15 +456,9 @@ class RayOnSpark:
         return env
 
     def _executor_python(self) -> str:
-        """The Python the Spark tasks run (pyspark's own order), where `ray` sits beside."""
-        conf = self._spark.sparkContext.getConf() if self._spark is not None else None
-        for candidate in (
-            conf.get("spark.pyspark.python") if conf is not None else None,
-            os.environ.get("PYSPARK_PYTHON"),
-        ):
-            if candidate and os.path.isabs(candidate):
-                return candidate
-        return sys.executable
+        """The Python the Spark tasks run (pyspark's ``pythonExec``), `ray` sits beside it."""
+        python = getattr(getattr(self._spark, "sparkContext", None), "pythonExec", None)
+        return python if isinstance(python, str) and os.path.isabs(python) else sys.executable
 
     def _set_env(self, key: str, value: str | None) -> None:
         self._env.set(key, value)

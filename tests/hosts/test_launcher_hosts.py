@@ -45,7 +45,8 @@ class Launch:
             self.proc = lab.popen(
                 "driver",
                 [M.VENV_PYTHON, str(DRIVER), lab.master_url, M.ADDRESSES["driver"], "120"],
-                env={"PYTHONPATH": str(REPO)},  # no venv on PATH: only its python, by path
+                # No venv on PATH: its Python by path, for the executors too (as users do).
+                env={"PYTHONPATH": str(REPO), "PYSPARK_PYTHON": M.VENV_PYTHON},
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
             )  # fmt: skip
         threading.Thread(target=self._read, daemon=True).start()
@@ -169,6 +170,7 @@ def test_no_process_of_the_launch_is_left_on_any_host(launch) -> None:
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="known, not fixed yet (issue 19): ray.util.spark's node starter leaves "
     "<temp root>/ray-<port>-<id>.lock and the empty temp root on every worker host",
 )
@@ -182,7 +184,8 @@ def test_no_temp_folder_or_lock_file_is_left_on_a_worker_host(launch) -> None:
 def test_a_node_start_error_fails_the_launch_at_once_with_its_cause(lab, tmp_path: Path) -> None:
     """Failed before: 300 s of waiting, "a busy host" and a retry; the cause deep in a chain."""
     command = [M.VENV_PYTHON, str(DRIVER), lab.master_url, M.ADDRESSES["driver"], "120"]
-    done = lab.run("driver", [*command, "bad-option"], env={"PYTHONPATH": str(REPO)}, timeout=400)
+    env = {"PYTHONPATH": str(REPO), "PYSPARK_PYTHON": M.VENV_PYTHON}
+    done = lab.run("driver", [*command, "bad-option"], env=env, timeout=400)
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert events and events[-1]["stage"] == "bad-option", done.stderr[-3000:]
     error = events[-1]["error"]
