@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from .conftest import FIGURES, load_lab_module
@@ -129,7 +130,8 @@ def test_the_outsider_without_the_token_is_refused(launch) -> None:
     address = launch.wait_for("up", 400)["address"]
     done = launch.lab.run("outsider", [M.VENV_PYTHON, "-c", OUTSIDER, address], timeout=120)
     assert done.stdout.startswith("refused"), done.stdout + done.stderr[-2000:]
-    assert "unauthenticated" in done.stdout.lower() or "token" in done.stdout.lower()
+    # Ray logs the GCS's answer (stderr) before raising its generic ConnectionError.
+    assert "InvalidAuthToken" in done.stderr, done.stderr[-2000:]
 
 
 def test_a_lost_host_loses_no_acknowledged_increment_and_nothing_hangs(launch) -> None:
@@ -153,6 +155,14 @@ def test_a_lost_host_loses_no_acknowledged_increment_and_nothing_hangs(launch) -
     assert got["restarted_on"] in [M.ADDRESSES[h] for h in ("worker1", "worker2", "driver")]
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    """A running process's command line; [] for one already gone (a zombie is not running)."""
+    try:
+        return [] if process.status() == psutil.STATUS_ZOMBIE else process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def _leftovers(lab, host: str) -> list[str]:
     tmp = lab.host_path(host, "/tmp")
     return sorted(p.name for p in tmp.iterdir() if p.name.startswith(("rap-", "ray-")))
@@ -164,7 +174,7 @@ def test_no_process_of_the_launch_is_left_on_any_host(launch) -> None:
     launch.finish()
     FIGURES["launch_shutdown_s"] = round(time.monotonic() - began, 1)
     for host in ("driver", *M.WORKERS):
-        cmdlines = [" ".join(p.cmdline()) for p in launch.lab.processes(host)]
+        cmdlines = [" ".join(_cmdline(p)) for p in launch.lab.processes(host)]
         assert [c for c in cmdlines if "ray" in c] == [], host
 
 
