@@ -99,6 +99,12 @@ def launch(lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
         if run.proc.poll() is None:
             run.proc.kill()
             run.proc.wait(timeout=30)
+        for stream in (run.proc.stdin, run.proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:  # stdin of a driver that is gone: nothing left to flush to
+                pass
 
 
 def test_worker_nodes_start_on_every_worker_host_with_a_plain_daemon_path(launch) -> None:
