@@ -94,6 +94,17 @@ class _RayStartTimedOut(LaunchError):
     """``setup_ray_cluster`` itself failed (typically a fixed wait expired); retried once."""
 
 
+class _NodeStartFailed(Exception):
+    """A Ray worker node's own start-up failed: a node error, not a slow host."""
+
+
+def _node_start_failure(error: BaseException) -> _NodeStartFailed | None:
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, _NodeStartFailed):
+        cause = cause.__cause__
+    return cause
+
+
 def _setup_ray_cluster_parameters() -> set[str]:
     from ray.util.spark import setup_ray_cluster
 
@@ -360,6 +371,10 @@ class RayOnSpark:
         except BaseException as error:
             self._progress.say(f"start failed ({type(error).__name__}); cleaning up")
             self.shutdown()
+            failed = _node_start_failure(error)
+            if failed is not None:  # deterministic (e.g. a bad option): never retried
+                msg = f"Ray-on-Spark cluster did not start: a Ray worker node failed: {failed}"
+                raise LaunchError(msg) from error
             if in_ray_setup and isinstance(error, RuntimeError | ConnectionError):
                 # setup_ray_cluster's fixed waits (20 s for the head's GCS, its node's
                 # own start-up deadline) expire on a busy host: worth one more try.
@@ -488,15 +503,21 @@ class RayOnSpark:
             env["RAY_AUTH_MODE"] = "disabled"
             self._set_env("RAY_AUTH_TOKEN_PATH", None)
             self._set_env("RAY_AUTH_TOKEN", None)
-        if local_nodes:
-            # ray.util.spark's node starter runs `ray` found on PATH.
-            bin_dir = os.path.dirname(sys.executable)
-            env["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        # ray.util.spark's node starter runs `ray` found on PATH, and a Spark worker
+        # daemon's PATH (a plain system one on a real host) has no venv on it: put the
+        # bin folder of the Python that runs the Spark tasks first, on every host.
+        bin_dir = os.path.dirname(self._executor_python())
+        env["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         for key, value in env.items():
             self._set_env(key, value)
         self._set_env("RAY_ON_SPARK_START_HOOK", _hook.HOOK_PATH)
         _internals.refresh_ray_auth_config()
         return env
+
+    def _executor_python(self) -> str:
+        """The Python the Spark tasks run (pyspark's ``pythonExec``), `ray` sits beside it."""
+        python = getattr(getattr(self._spark, "sparkContext", None), "pythonExec", None)
+        return python if isinstance(python, str) and os.path.isabs(python) else sys.executable
 
     def _set_env(self, key: str, value: str | None) -> None:
         self._env.set(key, value)
@@ -569,13 +590,24 @@ class RayOnSpark:
     def _report_while_starting(self, stop: threading.Event) -> None:
         assert self._state is not None
         state = self._state
-        while not stop.wait(5.0):
-            if state.cluster_handle is None:
+        ticks = 0
+        while not stop.wait(0.5):
+            handle = state.cluster_handle
+            # A worker node's start-up failed on its host (Ray-on-Spark keeps the
+            # error and would retry until its wait expires): end the wait now with it.
+            server = getattr(handle, "spark_job_server", None)
+            error = getattr(server, "last_worker_error", None)
+            if error and getattr(handle, "background_job_exception", 1) is None:
+                handle.background_job_exception = _NodeStartFailed(error)
+            ticks += 1
+            if ticks % 10:
+                continue
+            if handle is None:
                 self._progress.say("starting the Ray head node on the Spark driver")
             else:
                 self._progress.say(
-                    f"head up; Spark jobs for {len(state.job_groups)}/"
-                    f"{self.plan.ray_workers} Ray worker nodes submitted, waiting for them"
+                    f"head up; waiting for {self.plan.ray_workers} Ray worker nodes "
+                    f"({len(state.job_groups)} Spark jobs submitted for them)"
                 )
 
     def _wait_ready(self) -> None:
