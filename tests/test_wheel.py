@@ -62,8 +62,8 @@ def test_wheel_holds_every_module_and_the_typing_markers(wheel: Path) -> None:
     assert not any(name.startswith(("tests/", "examples/", "benchmarks/")) for name in names)
 
 
-@pytest.mark.slow
-def test_wheel_installs_and_imports_every_public_name(wheel: Path, tmp_path: Path) -> None:
+def _install(wheel: Path, tmp_path: Path, constraints: str, extras: str = "") -> Path:
+    """A fresh virtual environment outside the checkout with ``wheel`` installed; its python."""
     venv = tmp_path / "venv"
     subprocess.run(
         [str(UV), "venv", "--quiet", "--python", sys.executable, str(venv)],
@@ -71,6 +71,43 @@ def test_wheel_installs_and_imports_every_public_name(wheel: Path, tmp_path: Pat
         timeout=TIMEOUT,
     )
     python = venv / "bin" / "python"
+    pins = tmp_path / "constraints.txt"
+    pins.write_text(constraints)
+    subprocess.run(
+        [str(UV), "pip", "install", "--quiet", "--python", str(python),
+         "--constraint", str(pins), f"{wheel}{extras}"],
+        check=True,
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    return python
+
+
+def _run_outside(python: Path, script: str, tmp_path: Path) -> str:
+    """Run ``script`` from the temporary folder, no PYTHONPATH: only the wheel is found."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run(
+        [str(python), "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def _plan_from_the_cli(python: Path, tmp_path: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [str(python.with_name("actor-patterns")), "plan", "--workers", "2",
+         "--cores-per-worker", "4", "--memory-per-worker-gb", "16"],
+        check=True, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=TIMEOUT,
+    ).stdout  # fmt: skip
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_imports_every_public_name(wheel: Path, tmp_path: Path) -> None:
     # Installed with the versions this environment runs (the lock's), from uv's cache.
     pins = subprocess.run(
         [str(UV), "pip", "freeze", "--python", sys.executable],
@@ -79,21 +116,17 @@ def test_wheel_installs_and_imports_every_public_name(wheel: Path, tmp_path: Pat
         text=True,
         timeout=TIMEOUT,
     ).stdout
-    constraints = tmp_path / "constraints.txt"
-    constraints.write_text(
+    python = _install(
+        wheel,
+        tmp_path,
         "\n".join(
             line
             for line in pins.splitlines()
             if "ray-actor-patterns" not in line and not line.startswith("-e ")
-        )
+        ),
     )
-    subprocess.run(
-        [str(UV), "pip", "install", "--quiet", "--python", str(python),
-         "--constraint", str(constraints), str(wheel)],
-        check=True,
-        timeout=TIMEOUT,
-    )  # fmt: skip
-    script = textwrap.dedent(
+    out = _run_outside(
+        python,
         """
         import json, sys
         import launcher, patterns
@@ -103,25 +136,49 @@ def test_wheel_installs_and_imports_every_public_name(wheel: Path, tmp_path: Pat
                 getattr(module, name)
             names[module.__name__] = module.__file__
         print(json.dumps(names))
-        """
+        """,
+        tmp_path,
     )
-    # Run from the temporary folder, with no PYTHONPATH: only the installed wheel is found.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    result = subprocess.run(
-        [str(python), "-c", script],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=TIMEOUT,
-    )
-    files = json.loads(result.stdout)
-    for module, path in files.items():
+    venv = python.parent.parent
+    for module, path in json.loads(out).items():
         assert str(venv) in path, f"{module} imported from {path}, not from the wheel"
-    cli = subprocess.run(
-        [str(venv / "bin" / "actor-patterns"), "plan", "--workers", "2",
-         "--cores-per-worker", "4", "--memory-per-worker-gb", "16"],
-        check=True, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=TIMEOUT,
-    )  # fmt: skip
-    assert "max_worker_nodes" in cli.stdout
+    assert "max_worker_nodes" in _plan_from_the_cli(python, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_wheel_with_the_lowest_supported_versions_runs_a_pattern(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """The lowest Ray and PySpark pyproject.toml declares (requirements/compat.txt's pins):
+    the wheel installs, a Counter counts on a plain local Ray, and the planner's CLI runs."""
+    pins = (ROOT / "requirements" / "compat.txt").read_text()
+    python = _install(wheel, tmp_path, pins, extras="[spark]")
+    out = _run_outside(
+        python,
+        """
+        import os
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        import pyspark, ray
+        from patterns import Counter
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        try:
+            with Counter(start=5) as counter:
+                for _ in range(3):
+                    counter.increment()
+                print(ray.__version__, pyspark.__version__, counter.value(), Counter.__module__)
+        finally:
+            ray.shutdown()
+        """,
+        tmp_path,
+    )
+    ray_version, spark_version, value, module = out.split()[-4:]
+    expected = {
+        line.split("==")[0].split("[")[0]: line.split("==")[1].strip()
+        for line in pins.splitlines()
+        if "==" in line and not line.lstrip().startswith("#")
+    }
+    assert (ray_version, spark_version) == (expected["ray"], expected["pyspark"])
+    assert value == "8"
+    assert module.startswith("patterns.")
+    assert "max_worker_nodes" in _plan_from_the_cli(python, tmp_path)
