@@ -205,7 +205,7 @@ class ClusterPlan:
         gpus = f", {spec.gpus_per_worker} GPUs" if spec.gpus_per_worker else ""
         lines = [
             f"Spark cluster: {size}, each {spec.cores_per_worker} cores, "
-            f"{spec.memory_per_worker_gb:g} GB{gpus}; executor heap {spec.executor_memory_gb:g} GB",
+            f"{spec.memory_per_worker_gb:g} GiB{gpus}; executor heap {spec.executor_memory_gb:g} GiB",
             f"Mode: {self.mode}",
             f"Ray: {kw['min_worker_nodes']}-{kw['max_worker_nodes']} worker nodes"
             f"{' (autoscaling)' if self.autoscaling else ''}, each "
@@ -315,7 +315,7 @@ def plan_cluster(
     if heap_bytes < RECOMMENDED_MIN_HEAP_GB * GIB:
         warnings.append(
             f"each Ray worker node gets {heap_bytes / GIB:.2f} GiB of heap; Ray recommends at "
-            f"least {RECOMMENDED_MIN_HEAP_GB:g} GB. Use larger workers or fewer Ray nodes per host."
+            f"least {RECOMMENDED_MIN_HEAP_GB:g} GiB. Use larger workers or fewer Ray nodes per host."
         )
 
     setup_kwargs: dict[str, Any] = {
@@ -514,7 +514,7 @@ def _plan_memory(
         msg = (
             f"'memory_per_worker_gb' ({spec.memory_per_worker_gb:g}) leaves no room for Ray: "
             f"{USABLE_MEMORY_FRACTION:.0%} of it minus the executor heap "
-            f"({spec.executor_memory_gb:g} GB) is {usable_gb:.2f} GB"
+            f"({spec.executor_memory_gb:g} GiB) is {usable_gb:.2f} GiB"
         )
         raise ValueError(msg)
     ray_gb = usable_gb * ray_share
@@ -531,7 +531,7 @@ def _plan_memory(
         msg = (
             f"Ray memory does not fit: 'memory_worker_node_gb' ({heap_gb:.2f}) + "
             f"'object_store_memory_worker_node_gb' ({store_gb:.2f}) must be positive and at "
-            f"most {ray_gb:.2f} GB (the Ray share of {USABLE_MEMORY_FRACTION:.0%} of "
+            f"most {ray_gb:.2f} GiB (the Ray share of {USABLE_MEMORY_FRACTION:.0%} of "
             f"'memory_per_worker_gb' after the executor heap)"
         )
         raise ValueError(msg)
@@ -544,9 +544,9 @@ def _plan_memory(
         )
         raise ValueError(msg)
     reasons.append(
-        f"memory per Ray worker node: heap {heap_gb:.2f} GB + object store {store_gb:.2f} GB, "
-        f"within {USABLE_MEMORY_FRACTION:.0%} of the worker's {spec.memory_per_worker_gb:g} GB "
-        f"after the {spec.executor_memory_gb:g} GB executor heap (explicit: Ray would size it "
+        f"memory per Ray worker node: heap {heap_gb:.2f} GiB + object store {store_gb:.2f} GiB, "
+        f"within {USABLE_MEMORY_FRACTION:.0%} of the worker's {spec.memory_per_worker_gb:g} GiB "
+        f"after the {spec.executor_memory_gb:g} GiB executor heap (explicit: Ray would size it "
         "per host, not per executor)"
     )
     return heap_bytes, store_bytes
