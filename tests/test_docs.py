@@ -274,17 +274,20 @@ TYPED_FIGURE = re.compile(
     r"(?<![\w.\-/^])[-+\u2212]?\d[\d,]*(?:\.\d+)?\s?(?:ms|µs|s|x|\u00d7|%|seconds|minutes)(?![\w/])"
 )
 # Numbers with a unit that are settings, limits or sizes a reader chooses, not
-# measurements (a `timeout` of 60 s, an ideal 2x on two slots, a sleep of 1 s).
+# measurements (a `timeout` of 60 s, an ideal 2x on two slots, a sleep of 1 s; Ray on
+# Spark's fixed waits and polls, the planner's 80 % memory budget and 30 % object store).
 NOT_MEASURED = re.compile(
-    r"^(?:1 s|2x|60 s|60 seconds|1 x|5 s|30 s|15 s|10 %|5 %|0\.5 s|10 minutes|3 times|5 ms)$"
+    r"^(?:1 s|2x|60 s|60 seconds|1 x|5 s|30 s|15 s|10 %|5 %|0\.5 s|10 minutes|3 times|5 ms"
+    r"|80 %|30 %|20 s|3 s|10 s|0\.1 s|0\.2 s|120 s|300 s)$"
 )
 # Pages whose figures all come through markers or included results files. The
-# Spark bridge, Ray-on-Spark and many-hosts pages are being rewritten elsewhere.
+# many-hosts page is being rewritten elsewhere.
 FIGURES_FROM_RESULTS = [
     "index.md",
     "concepts.md",
     "fault-tolerance.md",
     "benchmarks.md",
+    "ray-on-spark.md",
     "ray-libraries.md",
     "glossary.md",
     "choosing.md",
@@ -295,6 +298,7 @@ FIGURES_FROM_RESULTS = [
     "patterns/actor-trees.md",
     "patterns/agents.md",
     "patterns/parameter-servers.md",
+    "patterns/spark-bridge.md",
 ]
 
 
@@ -388,6 +392,9 @@ RESULTS_WRITERS = {
         "benchmarks/test_engines_ray_in_spark.py",
     ],
     "counters.json": ["benchmarks/test_counters_bench.py", "scripts/record_bench.py"],
+    "spark_datasets.json": ["benchmarks/test_spark_datasets_bench.py"],
+    "launch_timing.json": ["benchmarks/launch_timing.py"],
+    "soak.json": ["scripts/soak.py"],
     "trees.json": ["benchmarks/test_trees_bench.py"],
     "trees_tasks.json": ["scripts/trees_task_count.py"],
     "parameter_servers.json": ["benchmarks/test_parameter_servers_bench.py"],
