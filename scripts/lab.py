@@ -53,14 +53,42 @@ VENV_PYTHON = sys.executable
 REPO = Path(__file__).resolve().parent.parent
 STATE_DIR = Path("/run/rap-lab")
 
+
+def _paths_to_keep() -> list[str]:
+    """The checkout and Pythons that live under /tmp or /dev/shm (a clone in /tmp, as CI
+    may make): each host gets its own of those folders, and must still see these."""
+    found: list[Path] = []
+    for path in (REPO, Path(sys.prefix), Path(sys.base_prefix)):
+        path = path.resolve()
+        if path.parts[:2] not in (("/", "tmp"), ("/", "dev")) or str(path) == "/tmp":
+            continue
+        if not any(path.is_relative_to(other) for other in found):
+            found = [other for other in found if not other.is_relative_to(path)] + [path]
+    return [str(path) for path in found]
+
+
+_KEEP = _paths_to_keep()
+
 # PID 1 of each host's process namespace: mounts the host's own /tmp and /dev/shm,
 # reaps orphans, and on SIGTERM stops every process of the host (its exit then
 # makes the kernel SIGKILL whatever is left in the namespace).
 _INIT = r"""
 import os, signal, subprocess, sys, time
 host = sys.argv[1]
+# A checkout (or venv) under /tmp or /dev/shm must stay visible on the host once those
+# are its own: bind each aside (on a tmpfs over /mnt, private to this namespace), mount
+# the host's own /tmp and /dev/shm, then bind each back where it was.
+keep = [path for path in sys.argv[4].split(":") if path]
+if keep:
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/mnt"], check=True)
+for index, path in enumerate(keep):
+    os.mkdir(f"/mnt/keep-{index}")
+    subprocess.run(["mount", "--rbind", path, f"/mnt/keep-{index}"], check=True)
 for target in ("/tmp", "/dev/shm"):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g,mode=1777", "tmpfs", target], check=True)
+for index, path in enumerate(keep):
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", "--rbind", f"/mnt/keep-{index}", path], check=True)
 subprocess.run(["hostname", host], check=True)
 # Every lab host's name resolves, as on a real cluster (Java looks its own name up).
 with open("/tmp/.lab-hosts", "w") as hosts:
@@ -244,7 +272,7 @@ class Lab:
                     "ip", "netns", "exec", self.namespaces[host],
                     "unshare", "--mount", "--propagation", "private", "--pid", "--fork",
                     "--mount-proc", "--uts", "--kill-child=SIGKILL",
-                    VENV_PYTHON, "-c", _INIT, host, "10", _HOSTS_FILE,
+                    VENV_PYTHON, "-c", _INIT, host, "10", _HOSTS_FILE, ":".join(_KEEP),
                 ],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env={"PATH": SYSTEM_PATH}, start_new_session=True,

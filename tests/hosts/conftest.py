@@ -55,7 +55,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     # SIGTERM (a CI timeout) ends the session like Ctrl-C: the lab comes down.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     began = time.monotonic()
-    lab = module.start_lab(tmp_path_factory.mktemp("lab"))
+    try:
+        lab = module.start_lab(tmp_path_factory.mktemp("lab"))
+    except BaseException:
+        # The rest of the session must not turn a SIGTERM into Ctrl-C (it ended a whole
+        # run once, tests later, after the lab failed to start).
+        signal.signal(signal.SIGTERM, previous)
+        raise
     FIGURES["lab_up_s"] = round(time.monotonic() - began, 1)
     try:
         yield lab
