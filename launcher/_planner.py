@@ -205,7 +205,8 @@ class ClusterPlan:
         gpus = f", {spec.gpus_per_worker} GPUs" if spec.gpus_per_worker else ""
         lines = [
             f"Spark cluster: {size}, each {spec.cores_per_worker} cores, "
-            f"{spec.memory_per_worker_gb:g} GiB{gpus}; executor heap {spec.executor_memory_gb:g} GiB",
+            f"{spec.memory_per_worker_gb:g} GiB{gpus}; "
+            f"executor heap {spec.executor_memory_gb:g} GiB",
             f"Mode: {self.mode}",
             f"Ray: {kw['min_worker_nodes']}-{kw['max_worker_nodes']} worker nodes"
             f"{' (autoscaling)' if self.autoscaling else ''}, each "
@@ -315,7 +316,8 @@ def plan_cluster(
     if heap_bytes < RECOMMENDED_MIN_HEAP_GB * GIB:
         warnings.append(
             f"each Ray worker node gets {heap_bytes / GIB:.2f} GiB of heap; Ray recommends at "
-            f"least {RECOMMENDED_MIN_HEAP_GB:g} GiB. Use larger workers or fewer Ray nodes per host."
+            f"least {RECOMMENDED_MIN_HEAP_GB:g} GiB. "
+            "Use larger workers or fewer Ray nodes per host."
         )
 
     setup_kwargs: dict[str, Any] = {
