@@ -28,7 +28,7 @@ COMPAT_STAMP := $(COMPAT)/.installed
 # map_groups_with_actors, the driver collect and createDataFrame.
 COMPAT_TESTS := tests/test_compat.py tests/test_spark_bridge.py tests/test_spark_bridge_cluster.py
 
-.PHONY: demo test test-compat lock-compat test-fast bench docs docs-build lint typecheck lock soak clean check-java check-python venv bytecode
+.PHONY: demo test test-hosts test-compat lock-compat test-fast bench docs docs-build lint typecheck lock soak clean check-java check-python venv bytecode
 
 check-python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { \
@@ -87,9 +87,16 @@ test: check-java $(STAMP) bytecode
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -m "" --benchmark-disable --durations=20
+	$(BIN)/python -m pytest -m "" --benchmark-disable --durations=20 --ignore=tests/hosts
+	@$(MAKE) --no-print-directory test-hosts
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	@$(MAKE) --no-print-directory test-compat
+
+# The simulated multi-host lab (root): a pytest process of its own, after the main suite.
+# In the same process as the rest, the main session died without a word in test_contract
+# on two fresh-clone runs (cause not found yet); in a process of its own it passes.
+test-hosts: check-java $(STAMP) bytecode
+	$(BIN)/python -m pytest -m "" -p no:cacheprovider tests/hosts
 
 # The lowest supported Ray and PySpark 3.5 (requirements/compat.txt) on COMPAT_TESTS.
 test-compat: check-java $(COMPAT_STAMP) bytecode
