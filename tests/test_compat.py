@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from launcher import _internals, _versions
+from launcher import _versions
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pyspark") is None, reason="needs the spark extra"
@@ -73,25 +73,54 @@ def test_token_auth_is_there_exactly_when_the_ray_has_its_loader() -> None:
     assert _versions.has_token_auth() == (version >= _versions.TOKEN_AUTH_MIN_RAY), ray.__version__
 
 
-def test_token_auth_on_this_ray_works_or_refuses_naming_the_ray_it_needs(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _in_a_fresh_process(code: str, **env: str) -> None:
+    """Run ``code`` in a new interpreter: refreshing Ray's auth config in the test process
+    would change how it talks to the session's cluster (it ended the whole run once)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in {**os.environ, **env}.items() if k != "RAY_AUTH_TOKEN"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_token_auth_on_this_ray_works_or_refuses_naming_the_ray_it_needs() -> None:
     # The launcher sets RAY_AUTH_MODE=token and then refreshes Ray's auth config: on a
     # Ray without token auth that refresh must refuse, never leave an open cluster.
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
-    if _versions.has_token_auth():
-        _versions.require_token_auth()
-        _internals.refresh_ray_auth_config()
-    else:
-        with pytest.raises(_versions.UnsupportedRayError, match=r"needs Ray >= 2\.52"):
+    _in_a_fresh_process(
+        """
+        import os, re
+        from launcher import _internals, _versions
+        if _versions.has_token_auth():
+            _versions.require_token_auth()
             _internals.refresh_ray_auth_config()
-    assert os.environ["RAY_AUTH_MODE"] == "token"
+        else:
+            try:
+                _internals.refresh_ray_auth_config()
+            except _versions.UnsupportedRayError as exc:
+                assert re.search(r"needs Ray >= 2\\.52", str(exc)), exc
+            else:
+                raise AssertionError("token auth on a Ray without it did not refuse")
+        assert os.environ["RAY_AUTH_MODE"] == "token"
+        """,
+        RAY_AUTH_MODE="token",
+    )
 
 
-def test_disabled_auth_never_needs_token_support(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    _internals.refresh_ray_auth_config()  # on every Ray in the range: no error
+def test_disabled_auth_never_needs_token_support() -> None:
+    _in_a_fresh_process(
+        """
+        from launcher import _internals
+        _internals.refresh_ray_auth_config()  # on every Ray in the range: no error
+        """,
+        RAY_AUTH_MODE="disabled",
+    )
 
 
 def test_the_installed_versions_are_in_the_declared_ranges() -> None:
