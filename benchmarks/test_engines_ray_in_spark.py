@@ -178,7 +178,7 @@ def _bridge(frame: Any, path: str, rows: int, transport: str) -> Callable[[], np
         scored = map_batches_with_actors(
             frame, _BridgeScorer, actor_args=(path, _engines.COLUMNS),
             output_schema="row long, score double",
-            pool_size=_harness.SLOTS, batch_size=rows, transport=transport, progress=False,
+            n_actors=_harness.SLOTS, batch_size=rows, transport=transport, progress=False,
         )  # fmt: skip
         return scored.toPandas().sort_values("row")["score"].to_numpy()
 

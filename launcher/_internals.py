@@ -229,13 +229,15 @@ def fast_start_problems() -> list[str]:
             f"Ray {ray.__version__} is not among the versions the fast start was checked "
             f"against ({', '.join(v + 'x' for v in FAST_START_RAY_VERSIONS)})"
         )
+    try:
+        module_source = inspect.getsource(cluster_init)
+    except (OSError, TypeError):
+        return [*problems, "the source of ray.util.spark.cluster_init cannot be read"]
     for name, needles in FAST_START_RELIES_ON.items():
-        obj: Any = cluster_init
-        try:
-            for part in name.split("."):
-                obj = getattr(obj, part)
-            source = inspect.getsource(obj)
-        except (AttributeError, OSError, TypeError):
+        # Read the file, not the attribute: while a fast-started cluster runs in this
+        # process, the attribute is the take-over itself.
+        source = _definition_source(module_source, name)
+        if source is None:
             problems.append(f"ray.util.spark.cluster_init.{name} is gone")
             continue
         for needle in needles:
@@ -256,6 +258,28 @@ def fast_start_problems() -> list[str]:
         if not hasattr(cluster_init, constant):
             problems.append(f"ray.util.spark.cluster_init.{constant} is gone")
     return problems
+
+
+def _definition_source(module_source: str, dotted_name: str) -> str | None:
+    """The source text of a module-level function, class or ``Class.method`` in a module."""
+    import ast
+
+    body = ast.parse(module_source).body
+    node: ast.AST | None = None
+    for part in dotted_name.split("."):
+        node = next(
+            (
+                item
+                for item in body
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                and item.name == part
+            ),
+            None,
+        )
+        if node is None:
+            return None
+        body = getattr(node, "body", [])
+    return ast.get_source_segment(module_source, node) if node is not None else None
 
 
 def _make_port_range_allocator(poll_s: float, max_hold_s: float) -> Callable[[], tuple[int, int]]:

@@ -60,7 +60,6 @@ def test_with_min_worker_nodes_replaces_the_fixed_size_reason() -> None:
         ),
         (lambda: PLAN_OF_TWO.with_min_worker_nodes(3), ValueError, "maximum of 2"),
         (lambda: RayOnSpark(PLAN_OF_TWO, min_worker_nodes=3), ValueError, "maximum of 2"),
-        (lambda: RayOnSpark(embedded_workers=2, min_worker_nodes=3), ValueError, "maximum of 2"),
         (lambda: RayOnSpark(min_worker_nodes=-1), ValueError, "'min_worker_nodes'"),
         (lambda: RayOnSpark(min_worker_nodes="1"), TypeError, "'min_worker_nodes'"),
         (lambda: RayOnSpark(max_worker_nodes=3), TypeError, "max_worker_nodes"),
@@ -78,6 +77,30 @@ def test_bad_autoscaling_arguments_fail_before_anything_starts(
 ) -> None:
     with pytest.raises(error, match=pattern):
         call()  # type: ignore[operator]
+
+
+def test_min_above_the_embedded_clusters_size_fails_before_anything_starts() -> None:
+    # In a fresh interpreter: with a SparkSession active (this pytest process may hold the
+    # session's), RayOnSpark uses that session and checks the size in start() instead.
+    import subprocess
+    import sys
+    import textwrap
+
+    code = """
+        import psutil
+        from launcher import RayOnSpark
+        try:
+            RayOnSpark(embedded_workers=2, min_worker_nodes=3)
+        except ValueError as error:
+            assert "maximum of 2" in str(error), error
+        else:
+            raise SystemExit("no ValueError")
+        assert not psutil.Process().children(recursive=True), "a process started"
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_cli_plan_takes_min_worker_nodes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,22 @@ def test_the_installed_ray_still_has_every_piece_the_fast_start_replaces() -> No
     assert _internals.fast_start_problems() == []
 
 
+def test_the_check_reads_rays_own_pieces_while_a_fast_start_is_installed() -> None:
+    """A second launch in the same process (a cluster already fast-started) keeps the fast
+    start: the check reads Ray's file, not the module attribute the take-over replaced."""
+    fast = _internals.FastStart(head_timeout_s=30.0)
+    fast.begin_setup()
+    try:
+        from ray.util.spark import cluster_init
+
+        assert cluster_init._preallocate_ray_worker_port_range.__name__ == (
+            "allocate_worker_port_range"
+        )
+        assert _internals.fast_start_problems() == []
+    finally:
+        fast.undo()
+
+
 def test_a_changed_piece_is_reported_and_disables_the_fast_start(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

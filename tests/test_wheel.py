@@ -84,7 +84,12 @@ def _install(wheel: Path, tmp_path: Path, constraints: str, extras: str = "") ->
 
 def _run_outside(python: Path, script: str, tmp_path: Path) -> str:
     """Run ``script`` from the temporary folder, no PYTHONPATH: only the wheel is found."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # No RAY_* either: the session's cluster exports RAY_ADDRESS (ray.init would join it).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("RAY_")
+    }
     result = subprocess.run(
         [str(python), "-c", textwrap.dedent(script)],
         capture_output=True,
@@ -98,7 +103,12 @@ def _run_outside(python: Path, script: str, tmp_path: Path) -> str:
 
 
 def _plan_from_the_cli(python: Path, tmp_path: Path) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # No RAY_* either: the session's cluster exports RAY_ADDRESS (ray.init would join it).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("RAY_")
+    }
     return subprocess.run(
         [str(python.with_name("actor-patterns")), "plan", "--workers", "2",
          "--cores-per-worker", "4", "--memory-per-worker-gb", "16"],
