@@ -28,7 +28,7 @@ COMPAT_STAMP := $(COMPAT)/.installed
 # map_groups_with_actors, the driver collect and createDataFrame.
 COMPAT_TESTS := tests/test_compat.py tests/test_spark_bridge.py tests/test_spark_bridge_cluster.py
 
-.PHONY: demo test test-hosts test-compat lock-compat test-fast bench docs docs-build lint typecheck lock soak clean check-java check-python venv bytecode
+.PHONY: demo test test-hosts test-compat compat-venv lock-compat test-fast bench docs docs-build lint typecheck lock soak clean check-java check-python venv bytecode
 
 check-python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { \
@@ -48,6 +48,8 @@ $(STAMP): pyproject.toml uv.lock Makefile
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+compat-venv: $(COMPAT_STAMP)
 
 $(COMPAT_STAMP): $(STAMP) requirements/compat.txt pyproject.toml
 	@[ -x $(COMPAT_BIN)/python ] || $$(command -v $(PYTHON) || command -v python3) -m venv $(COMPAT)
@@ -83,14 +85,13 @@ docs-build: $(STAMP)
 
 # Everything that must pass: lint and format, types, unit + integration + fault tests,
 # examples, benchmarks in smoke mode (correctness only, no timing), strict docs build.
+# scripts/make_test.sh runs the main suite, then the multi-host lab beside the docs
+# build and the lowest-versions suite (each part runs; any failure fails the target).
 test: check-java $(STAMP) bytecode
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -m "" --benchmark-disable --durations=20 --ignore=tests/hosts
-	@$(MAKE) --no-print-directory test-hosts
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
-	@$(MAKE) --no-print-directory test-compat
+	@scripts/make_test.sh
 
 # The simulated multi-host lab (root): a pytest process of its own, after the main suite,
 # so its SIGTERM handler and namespaces never share a session with the other tests.

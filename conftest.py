@@ -51,8 +51,14 @@ def _start_ray_on_spark() -> Iterator[dict]:
     # next to Ray): a hybrid cluster, as on a shared Spark cluster. `make bench`
     # keeps as many for Spark as Ray gets, so both engines get the same slots.
     spark_executors = int(os.environ.get("RAP_SPARK_EXECUTORS", "1"))
-    with RayOnSpark(reserve_workers_for_spark=spark_executors, progress=False) as cluster:
+    import sys
+
+    cluster = RayOnSpark(reserve_workers_for_spark=spark_executors, progress=False)
+    with cluster:
         yield {"kind": "ray-on-spark", "address": cluster.address, "launcher": cluster}
+    # The suite's own cost of its shared cluster, in the run's log.
+    timings = ", ".join(f"{k} {v:.1f}" for k, v in cluster.timings.items())
+    print(f"\nsession cluster: {timings}", file=sys.__stderr__, flush=True)
 
 
 @pytest.fixture(scope="session")

@@ -393,11 +393,18 @@ class RayOnSpark:
             owned = self.started_processes()
             try:
                 self._stop_ray()
+                self.timings["shutdown_ray_s"] = time.monotonic() - began
                 if self._owns_spark and self._spark is not None:
                     self._stop_spark()
+                self.timings["shutdown_spark_s"] = time.monotonic() - began
                 leftovers = _processes.wait_gone(owned, timeout_s=30)
                 if leftovers:
                     # Graceful paths failed (a hung node); stop what we started, by PID.
+                    self._progress.say(
+                        f"{len(leftovers)} process(es) still running 30s after a graceful "
+                        "stop; stopping them by PID: " + _processes.describe(leftovers)
+                    )
+                    self.timings["stopped_by_pid"] = len(leftovers)
                     _processes.stop({(p.pid, p.create_time()) for p in leftovers})
             finally:
                 if self._fast is not None:

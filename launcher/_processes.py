@@ -107,3 +107,14 @@ def stop(keys: Iterable[ProcessKey], *, grace_s: float = 5.0) -> list[psutil.Pro
             pass
     _, survivors = psutil.wait_procs(still, timeout=grace_s)
     return list(survivors)
+
+
+def describe(procs: Iterable[psutil.Process]) -> str:
+    """``name[pid]`` of each process, for messages (``?`` for one that is gone)."""
+    names = []
+    for proc in procs:
+        try:
+            names.append(f"{proc.name()}[{proc.pid}]")
+        except psutil.Error:
+            names.append(f"?[{proc.pid}]")
+    return ", ".join(names)

@@ -160,12 +160,12 @@ def test_the_contract_fails_a_poison_call_that_is_retried_forever(ray_cluster: d
             options = {"max_restarts": -1, "max_task_retries": -1}  # the old default
             self._setup(make_actor(_RemoteTally, options, 0, None, None), 60.0, True)
 
-    with pytest.raises(AssertionError, match="'poison' failed: no answer within 20 s"):
+    with pytest.raises(AssertionError, match="'poison' failed: no answer within 5 s"):
         check_facade(
             lambda: Forever(),
             call=_value,
             poison=lambda tally, timeout: tally.add(13, timeout=timeout),
-            poison_bound_s=20,
+            poison_bound_s=5,
         )
 
 
