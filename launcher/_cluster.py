@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import psutil
 
-from launcher import _embedded, _hook, _internals, _processes
+from launcher import _embedded, _hook, _internals, _processes, _tidy
 from launcher._env import EnvironmentChanges
 from launcher._options import AUTH_MODES, MODES, AuthMode, Mode
 from launcher._planner import ClusterPlan, ClusterSpec, plan_cluster
@@ -54,6 +54,8 @@ def _install_exit_hook() -> None:
 _RAY_SOCKET_SUFFIX_MAX = len("/ray-65535-0123abcd/session_2026-01-01_00-00-00_000000_4194304")
 _RAY_SOCKET_SUFFIX_MAX += len("/sockets/plasma_store")
 _LAUNCH_DIR_LEN = len("/rap-0123abcd")
+# Seconds a Ray node waits for its work to drain when told to stop (Ray >= 2.60).
+DRAIN_TIMEOUT_VAR = "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"
 # How often readiness is polled (the head's GCS, the worker nodes).
 READY_POLL_S = 0.2
 # Launch attempts when Ray's own start-up (not ours) gives up, as it does on a busy host.
@@ -394,6 +396,9 @@ class RayOnSpark:
             try:
                 self._stop_ray()
                 self.timings["shutdown_ray_s"] = time.monotonic() - began
+                if not self._nodes_on_this_host and self._spark is not None:
+                    self._tidy_executor_hosts(state.temp_root)
+                    self.timings["shutdown_tidy_s"] = time.monotonic() - began
                 if self._owns_spark and self._spark is not None:
                     self._stop_spark()
                 self.timings["shutdown_spark_s"] = time.monotonic() - began
@@ -489,6 +494,11 @@ class RayOnSpark:
         assert self._state is not None
         # No usage stats sent anywhere; no autoscaler chatter on the driver's stdout.
         env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_SCHEDULER_EVENTS": "0"}
+        # Ray 2.60 drains a node on SIGTERM, waiting up to 30 s for every worker lease to
+        # come back (for Serve upgrades on Kubernetes). An actor holds its lease for life,
+        # so a shutdown with any actor alive waited the full 30 s per node, for nothing:
+        # the whole cluster is going away. Off unless the user set it.
+        env[DRAIN_TIMEOUT_VAR] = os.environ.get(DRAIN_TIMEOUT_VAR, "0")
         if self._auth == "token":
             token = secrets.token_hex(32)
             token_path = os.path.join(self._state.temp_root, "auth_token")
@@ -686,6 +696,18 @@ class RayOnSpark:
                     handle.head_proc.wait(timeout=30)
                 except Exception:  # already reaped, or no such attribute in this Ray
                     pass
+
+    def _tidy_executor_hosts(self, temp_root: str) -> None:
+        """Remove the temp root Ray's nodes left on other hosts; never fails the shutdown."""
+        try:
+            n_executors = len(executor_hosts(self._spark))
+            if n_executors:
+                held = _tidy.tidy_executor_hosts(self._spark, temp_root, n_executors)
+                busy = {host: locks for host, locks in held.items() if locks}
+                if busy:
+                    self._progress.say(f"left {temp_root} where a Ray node still runs: {busy}")
+        except Exception as error:  # a clean-up, not the shutdown: say it and go on
+            self._progress.say(f"could not remove {temp_root} on the executors' hosts: {error}")
 
     def _stop_spark(self) -> None:
         try:

@@ -152,6 +152,23 @@ def test_dashboard_is_off_by_default(launched: RayOnSpark) -> None:
         assert "--host=127.0.0.1" in cmdline, cmdline
 
 
+def test_ray_nodes_stop_without_draining(launched: RayOnSpark) -> None:
+    """Ray 2.60 drains a node on SIGTERM for up to 30 s while any actor lives on it: the
+    session cluster's shutdown took 41 s instead of about 5 s before the launcher set
+    the drain timeout to 0 for every node it starts (head and worker nodes)."""
+    from launcher import _processes
+
+    nodes = []
+    for proc in _processes.alive(launched.started_processes()):
+        try:
+            if "ray.util.spark.start_ray_node" in proc.cmdline():
+                nodes.append(proc.environ().get("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"))
+        except Exception:
+            continue
+    assert len(nodes) >= 3, f"expected the head and 2 worker nodes' starters, got {nodes}"
+    assert set(nodes) == {"0"}
+
+
 def test_one_log_monitor_for_all_the_nodes_on_this_host(launched: RayOnSpark) -> None:
     """Every embedded node writes into one logs folder: one monitor reads it, not one per node."""
     from launcher import _processes

@@ -196,13 +196,9 @@ def test_no_process_of_the_launch_is_left_on_any_host(launch) -> None:
     assert left == {host: [] for host in ("driver", *M.WORKERS)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known, not fixed yet (issue 19): ray.util.spark's node starter leaves "
-    "<temp root>/ray-<port>-<id>.lock and the empty temp root on every worker host",
-)
 def test_no_temp_folder_or_lock_file_is_left_on_a_worker_host(launch) -> None:
+    """Failed before: Ray's node starter left <temp root>/ray-<port>-<id>.lock and the
+    temp root itself on every worker host; the launcher's shutdown now removes them."""
     launch.finish()
     assert {host: _leftovers(launch.lab, host) for host in M.WORKERS} == {
         host: [] for host in M.WORKERS
