@@ -2,11 +2,11 @@
 # `make test` after lint and types: the main suite, the multi-host lab, the strict docs
 # build and the lowest-versions suite, overlapped where they do not compete.
 #
-# - The compatibility venv (.venv-compat, mostly downloads) is built while the main
-#   suite runs.
-# - The multi-host lab runs beside the docs build and the compatibility suite: its hosts
-#   have their own network, /tmp and PIDs, and it spends most of its time waiting (Ray
-#   takes about a minute to declare a lost host dead). Its output is shown when it ends.
+# - The multi-host lab (make test-hosts) runs beside the main suite: its hosts have
+#   their own network, /tmp and PIDs, and it mostly waits (Ray takes about a minute to
+#   declare a lost host dead). Its output is shown when it ends.
+# - The compatibility venv (.venv-compat, mostly downloads) is built meanwhile too.
+# - Then the docs build and the lowest-versions suite (make test-compat).
 #
 # Every part runs even when an earlier one failed; the exit status is non-zero if any
 # failed. The background parts run in process groups of their own (setsid), so a Ctrl-C
@@ -31,14 +31,13 @@ trap stop_background EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+setsid make --no-print-directory test-hosts >"$LOGS/hosts.log" 2>&1 &
+hosts=$!
 setsid make --no-print-directory compat-venv >"$LOGS/compat-venv.log" 2>&1 &
 compat_build=$!
 
 $BIN/python -m pytest -m "" --benchmark-disable --durations=20 --ignore=tests/hosts ||
     failed+=("main suite")
-
-setsid make --no-print-directory test-hosts >"$LOGS/hosts.log" 2>&1 &
-hosts=$!
 
 NO_MKDOCS_2_WARNING=1 $BIN/mkdocs build --strict --quiet || failed+=("docs build")
 
