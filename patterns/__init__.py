@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         CheckpointStore,
         DirectoryStore,
         RayKVStore,
+        StoreNotSharedError,
     )
     from patterns.counters import (
         Counter,
@@ -107,7 +108,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "run_bandit",
         "train_policy",
     ),
-    "patterns.checkpointing": ("Checkpoint", "CheckpointStore", "DirectoryStore", "RayKVStore"),
+    "patterns.checkpointing": (
+        "Checkpoint",
+        "CheckpointStore",
+        "DirectoryStore",
+        "RayKVStore",
+        "StoreNotSharedError",
+    ),
     "patterns.counters": ("Counter", "ShardedCounter"),
     "patterns.errors": (
         "ActorLostError",
@@ -196,6 +203,7 @@ __all__ = [
     "RolloutWorker",
     "ShardedCounter",
     "SoftmaxRegression",
+    "StoreNotSharedError",
     "Supervisor",
     "SupervisorSpec",
     "ThompsonSamplingAgent",

@@ -38,7 +38,32 @@ from urllib.parse import quote
 from patterns._checks import check_int, check_name, describe
 from patterns.errors import PatternError
 
-__all__ = ["Checkpoint", "CheckpointStore", "DirectoryStore", "RayKVStore"]
+__all__ = ["Checkpoint", "CheckpointStore", "DirectoryStore", "RayKVStore", "StoreNotSharedError"]
+
+# The file that identifies a DirectoryStore's directory. Key folders are percent-quoted
+# names, in which "%" is always followed by two hex digits: no key can be named this.
+_MARKER_NAME = "%store-id"
+
+
+class StoreNotSharedError(PatternError):
+    """A `DirectoryStore` reached a process where its path is another directory.
+
+    Raised when the store is unpickled (an actor starting on another host): its path
+    does not hold the marker file the store wrote where it was made, so snapshots saved
+    on one host would not be found on the other.
+
+    Examples:
+        >>> import pickle, shutil, tempfile
+        >>> path = tempfile.mkdtemp()
+        >>> blob = pickle.dumps(DirectoryStore(path))
+        >>> shutil.rmtree(path)  # as if the path were another host's own disk
+        >>> try:
+        ...     pickle.loads(blob)
+        ... except StoreNotSharedError as error:
+        ...     print("refused:", "not the same directory" in str(error))
+        refused: True
+    """
+
 
 _log = logging.getLogger(__name__)
 
@@ -190,6 +215,48 @@ class DirectoryStore:
         self._root = root.resolve()
         self._keep = keep
         self._fsync = bool(fsync)
+        self._marker = self._read_or_write_marker()
+
+    def _read_or_write_marker(self) -> str | None:
+        """The directory's identity: a random id in a file no key's folder can be named."""
+        marker = self._root / _MARKER_NAME
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                return marker.read_text(encoding="ascii").strip() or None
+            except OSError:
+                return None
+        except OSError:  # a read-only directory: nothing to compare against later
+            return None
+        identity = uuid.uuid4().hex
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(identity)
+        return identity
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled in another process, perhaps on another host: a path that is a
+        # different directory there (a local disk, not a shared mount) would make every
+        # restore there start from nothing, silently. Refuse it here instead.
+        self.__dict__.update(state)
+        expected = state.get("_marker")
+        if expected is None:
+            return
+        try:
+            found = (self._root / _MARKER_NAME).read_text(encoding="ascii").strip()
+        except OSError:
+            found = None
+        if found != expected:
+            import socket
+
+            msg = (
+                f"DirectoryStore {str(self._root)!r} is not the same directory on host "
+                f"{socket.gethostname()!r} as where the store was made ("
+                + ("it does not exist here" if not self._root.is_dir() else "its marker differs")
+                + "): snapshots saved on one host would not be found on another. Use a "
+                "path every node mounts (NFS, /dbfs, a Databricks volume) or RayKVStore"
+            )
+            raise StoreNotSharedError(msg)
 
     @property
     def path(self) -> Path:

@@ -342,3 +342,30 @@ def test_kv_store_needs_a_connected_ray(monkeypatch) -> None:
         PatternError, match=r"RayKVStore\(namespace=.*\): load needs a connected Ray"
     ):
         RayKVStore().load("k")
+
+
+def test_a_directory_store_refuses_a_path_that_is_another_directory_where_it_arrives(
+    tmp_path: Path,
+) -> None:
+    """An actor on another host unpickles the store: when its path there is not the
+    directory the store was made on (a local disk, not a shared mount), it says so."""
+    import pickle
+
+    from patterns import StoreNotSharedError
+
+    store = DirectoryStore(tmp_path / "shared", create=True)
+    store.save("hits", 1, 1)
+    copy = pickle.loads(pickle.dumps(store))  # the same directory: accepted
+    assert copy.load("hits").state == 1
+    blob = pickle.dumps(store)
+    (tmp_path / "shared" / "%store-id").unlink()  # as another host's own /tmp would be
+    with pytest.raises(StoreNotSharedError, match=r"is not the same directory on host .*marker"):
+        pickle.loads(blob)
+    other = tmp_path / "gone"
+    store_elsewhere = DirectoryStore(other, create=True)
+    blob = pickle.dumps(store_elsewhere)
+    import shutil
+
+    shutil.rmtree(other)
+    with pytest.raises(StoreNotSharedError, match="it does not exist here.*RayKVStore"):
+        pickle.loads(blob)

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from launcher import LaunchError, RayOnSpark, count_alive_workers
-from patterns import Counter, ParameterServer, RayKVStore, ShardedCounter
+from patterns import Counter, DirectoryStore, ParameterServer, RayKVStore, ShardedCounter
 from patterns._ray_internals import actor_id_hex
 
 
@@ -106,6 +106,30 @@ def lose_a_host(workers):
     )
 
 
+def unshared_directory_store(ids):
+    """A DirectoryStore on the driver host's own /tmp, its counter on a worker host."""
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="lab-store-")
+    try:
+        counter = Counter(
+            store=DirectoryStore(path),
+            key="lab-store",
+            actor_options={"scheduling_strategy": on_node(ids[0])},
+            timeout=60,
+        )
+        try:
+            counter.increment()
+            return {"refused": None}
+        finally:
+            counter.close()
+    except Exception as error:
+        return {"refused": f"{type(error).__name__}: {error}"[:3000]}
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def counter_node_ip(counter):
     """The address of the node the counter's actor runs on now (from the GCS)."""
     from ray._private import state
@@ -190,6 +214,7 @@ def main(master, driver_ip, ready_timeout_s):
                 emit(stage="ps", **parameter_server_across_hosts(ids))
             except Exception as error:
                 emit(stage="ps", error=f"{type(error).__name__}: {error}"[:3000])
+            emit(stage="store", **unshared_directory_store(ids))
             try:
                 lose_a_host(workers)
             except Exception as error:

@@ -132,6 +132,15 @@ def test_a_parameter_server_with_gradient_workers_on_every_host_is_exact(launch)
     assert got["w"] == [-15.0] * 4  # 30 sgd steps of 0.5 * 1, as on one host
 
 
+def test_a_directory_store_on_one_hosts_own_disk_is_refused_on_another(launch) -> None:
+    """The store made on the driver host's own /tmp reaches a counter on worker1: its
+    path there is another directory, so the actor refuses it instead of starting empty."""
+    store = launch.wait_for("store", 300)
+    assert store["refused"] is not None, "a counter on another host accepted the store"
+    assert "is not the same directory on host" in store["refused"], store["refused"]
+    assert "it does not exist here" in store["refused"], store["refused"]
+
+
 def test_the_outsider_without_the_token_is_refused(launch) -> None:
     address = launch.wait_for("up", 400)["address"]
     done = launch.lab.run("outsider", [M.VENV_PYTHON, "-c", OUTSIDER, address], timeout=120)
