@@ -85,15 +85,15 @@ docs-build: $(STAMP)
 
 # Everything that must pass: lint and format, types, unit + integration + fault tests,
 # examples, benchmarks in smoke mode (correctness only, no timing), strict docs build.
-# scripts/make_test.sh runs the main suite, then the multi-host lab beside the docs
-# build and the lowest-versions suite (each part runs; any failure fails the target).
+# scripts/make_test.sh runs the main suite, with the multi-host lab and then the
+# lowest-versions suite beside it (each part runs; any failure fails the target).
 test: check-java $(STAMP) bytecode
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	@scripts/make_test.sh
 
-# The simulated multi-host lab (root): a pytest process of its own, after the main suite,
+# The simulated multi-host lab (root): a pytest process of its own, beside the main suite,
 # so its SIGTERM handler and namespaces never share a session with the other tests.
 test-hosts: check-java $(STAMP) bytecode
 	$(BIN)/python -m pytest -m "" -p no:cacheprovider tests/hosts

@@ -2,60 +2,59 @@
 # `make test` after lint and types: the main suite, the multi-host lab, the strict docs
 # build and the lowest-versions suite, overlapped where they do not compete.
 #
-# - The multi-host lab (make test-hosts) runs beside the main suite: its hosts have
-#   their own network, /tmp and PIDs, and it mostly waits (Ray takes about a minute to
-#   declare a lost host dead). Its output is shown when it ends.
-# - The compatibility venv (.venv-compat, mostly downloads) is built meanwhile too.
-# - Then the docs build and the lowest-versions suite (make test-compat).
+# The main suite leaves a third of the machine idle on average (its fault tests wait
+# for timeouts and restarts), so beside it, in the background, run one after the other:
+# - the multi-host lab (make test-hosts): its hosts have their own network, /tmp and
+#   PIDs, and it mostly waits (Ray takes about a minute to declare a lost host dead);
+# - the lowest-versions suite (make test-compat, which first builds .venv-compat):
+#   another embedded cluster, on its own Spark and Ray.
+# Their output is shown when the main suite and the docs build are done.
 #
 # Every part runs even when an earlier one failed; the exit status is non-zero if any
-# failed. The background parts run in process groups of their own (setsid), so a Ctrl-C
-# reaches only this script; on any exit it stops them by their group's PID, and the lab's
-# own SIGTERM handler deletes its namespaces.
+# failed. The background parts run in a process group of their own (setsid), so a
+# Ctrl-C reaches only this script; on any exit it stops that group by its PID, and the
+# lab's own SIGTERM handler deletes its namespaces.
 set -u
 cd "$(dirname "$0")/.."
 
 BIN=.venv/bin
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/rap-make-test.XXXXXX")
 failed=()
-compat_build=""
-hosts=""
+background=""
 
 stop_background() {
-    for pid in $compat_build $hosts; do
-        kill -0 "$pid" 2>/dev/null && kill -TERM -- "-$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    done
+    if [ -n "$background" ] && kill -0 "$background" 2>/dev/null; then
+        kill -TERM -- "-$background" 2>/dev/null
+        wait "$background" 2>/dev/null
+    fi
     rm -rf "$LOGS"
 }
 trap stop_background EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-setsid make --no-print-directory test-hosts >"$LOGS/hosts.log" 2>&1 &
-hosts=$!
-setsid make --no-print-directory compat-venv >"$LOGS/compat-venv.log" 2>&1 &
-compat_build=$!
+setsid bash -c '
+    make --no-print-directory test-hosts >"$1/hosts.log" 2>&1; echo $? >"$1/hosts.rc"
+    make --no-print-directory test-compat >"$1/compat.log" 2>&1; echo $? >"$1/compat.rc"
+' background "$LOGS" &
+background=$!
 
 $BIN/python -m pytest -m "" --benchmark-disable --durations=20 --ignore=tests/hosts ||
     failed+=("main suite")
 
 NO_MKDOCS_2_WARNING=1 $BIN/mkdocs build --strict --quiet || failed+=("docs build")
 
-if wait "$compat_build"; then
-    compat_build=""
-    make --no-print-directory test-compat || failed+=("lowest-versions suite")
-else
-    compat_build=""
-    cat "$LOGS/compat-venv.log"
-    failed+=("building .venv-compat")
-fi
-
-wait "$hosts"
-hosts_status=$?
-hosts=""
-echo "---- multi-host lab (make test-hosts) ----"
-cat "$LOGS/hosts.log"
-[ "$hosts_status" -eq 0 ] || failed+=("multi-host lab")
+wait "$background"
+background=""
+for part in hosts compat; do
+    case $part in
+        hosts) title="multi-host lab (make test-hosts)" ;;
+        compat) title="lowest supported versions (make test-compat)" ;;
+    esac
+    echo "---- $title ----"
+    cat "$LOGS/$part.log" 2>/dev/null
+    [ "$(cat "$LOGS/$part.rc" 2>/dev/null)" = "0" ] || failed+=("$title")
+done
 
 if [ ${#failed[@]} -gt 0 ]; then
     printf 'make test: FAILED: %s\n' "$(IFS=,; echo "${failed[*]}")" >&2
