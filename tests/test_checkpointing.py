@@ -367,5 +367,5 @@ def test_a_directory_store_refuses_a_path_that_is_another_directory_where_it_arr
     import shutil
 
     shutil.rmtree(other)
-    with pytest.raises(StoreNotSharedError, match="it does not exist here.*RayKVStore"):
+    with pytest.raises(StoreNotSharedError, match=r"it does not exist here.*RayKVStore"):
         pickle.loads(blob)
