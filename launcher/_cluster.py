@@ -700,12 +700,11 @@ class RayOnSpark:
     def _tidy_executor_hosts(self, temp_root: str) -> None:
         """Remove the temp root Ray's nodes left on other hosts; never fails the shutdown."""
         try:
-            n_executors = len(executor_hosts(self._spark))
-            if n_executors:
-                held = _tidy.tidy_executor_hosts(self._spark, temp_root, n_executors)
-                busy = {host: locks for host, locks in held.items() if locks}
-                if busy:
-                    self._progress.say(f"left {temp_root} where a Ray node still runs: {busy}")
+            hosts = executor_hosts(self._spark)
+            if hosts:
+                left = _tidy.tidy_executor_hosts(self._spark, temp_root, hosts)
+                if left:
+                    self._progress.say(f"left {temp_root} on these hosts: {left}")
         except Exception as error:  # a clean-up, not the shutdown: say it and go on
             self._progress.say(f"could not remove {temp_root} on the executors' hosts: {error}")
 

@@ -22,6 +22,7 @@ __all__ = ["tidy_executor_hosts"]
 # A node's starter copies logs and removes its folder within seconds of the job's end.
 LOCK_WAIT_S = 15.0
 JOB_TIMEOUT_S = 60.0
+MAX_STAGES = 20
 
 
 def _make_tidy_task(temp_root: str, lock_wait_s: float) -> Callable[[Any], Iterator[Any]]:
@@ -33,9 +34,13 @@ def _make_tidy_task(temp_root: str, lock_wait_s: float) -> Callable[[Any], Itera
         import glob
         import os
         import shutil
-        import socket
         import time
 
+        from pyspark import BarrierTaskContext
+
+        context = BarrierTaskContext.get()
+        # The executor's address as the driver knows it (executor_hosts' form).
+        host = context.getTaskInfos()[context.partitionId()].address.rsplit(":", 1)[0]
         deadline = time.monotonic() + lock_wait_s
         held = []
         fds = []
@@ -61,35 +66,64 @@ def _make_tidy_task(temp_root: str, lock_wait_s: float) -> Callable[[Any], Itera
         finally:
             for fd in fds:
                 os.close(fd)
-        yield socket.gethostname(), held
+        yield host, held
 
     return tidy
 
 
-def tidy_executor_hosts(spark: Any, temp_root: str, n_executors: int) -> dict[str, list[str]]:
-    """Remove ``temp_root`` on the executors' hosts; return ``{host: locks still held}``.
+def tidy_executor_hosts(spark: Any, temp_root: str, hosts: list[str]) -> dict[str, list[str]]:
+    """Remove ``temp_root`` on the executors' ``hosts``; return ``{host: locks still held}``.
 
-    A barrier stage of ``n_executors`` tasks: they start together, one per executor
-    while every executor is free (Spark offers each executor one task per round). The
-    job is cancelled after ``JOB_TIMEOUT_S`` (a Spark cluster busy with other work).
+    Barrier stages of one task per executor: they start together, one per free
+    executor (Spark offers each executor one task per round). An executor still busy
+    with its Ray node's task when the stage starts is missed, so stages are run again
+    until every host is clean or ``JOB_TIMEOUT_S`` passes (a Spark cluster busy with
+    other work); the hosts not reached are returned with ``["not reached"]``.
     """
+    import time
+
     sc = spark.sparkContext
     group = f"rap-tidy-{threading.get_ident()}"
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    wanted = set(hosts)
+    clean: set[str] = set()
+    held: dict[str, list[str]] = {}
+    for _ in range(MAX_STAGES):
+        for host, locks in _run_stage(sc, group, temp_root, len(hosts), deadline).items():
+            if locks:
+                held[host] = locks
+            else:
+                clean.add(host)
+                held.pop(host, None)
+        # Every host clean (by name; by count, should Spark name a host differently).
+        if wanted <= clean or len(clean) >= len(wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    left = {host: held.get(host, ["not reached"]) for host in wanted - clean}
+    return {} if len(clean) >= len(wanted) else left
+
+
+def _run_stage(
+    sc: Any, group: str, temp_root: str, n_tasks: int, deadline: float
+) -> dict[str, list[str]]:
+    import time
+
     result: dict[str, list[str]] = {}
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
             sc.setJobGroup(group, "remove the Ray-on-Spark launch's temp folder", True)
-            rdd = sc.parallelize(range(n_executors), n_executors).barrier()
-            for host, held in rdd.mapPartitions(_make_tidy_task(temp_root, LOCK_WAIT_S)).collect():
+            rdd = sc.parallelize(range(n_tasks), n_tasks).barrier()
+            task = _make_tidy_task(temp_root, LOCK_WAIT_S)
+            for host, held in rdd.mapPartitions(task).collect():
                 result.setdefault(host, []).extend(held)
         except BaseException as error:  # reported by the caller's thread
             errors.append(error)
 
     worker = threading.Thread(target=run, name="rap-tidy", daemon=True)
     worker.start()
-    worker.join(JOB_TIMEOUT_S)
+    worker.join(max(1.0, deadline - time.monotonic()))
     if worker.is_alive():
         sc.cancelJobGroup(group)
         worker.join(10)
