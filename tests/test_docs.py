@@ -280,14 +280,14 @@ NOT_MEASURED = re.compile(
     r"^(?:1 s|2x|60 s|60 seconds|1 x|5 s|30 s|15 s|10 %|5 %|0\.5 s|10 minutes|3 times|5 ms"
     r"|80 %|30 %|20 s|3 s|10 s|0\.1 s|0\.2 s|120 s|300 s)$"
 )
-# Pages whose figures all come through markers or included results files. The
-# many-hosts page is being rewritten elsewhere.
+# Pages whose figures all come through markers or included results files.
 FIGURES_FROM_RESULTS = [
     "index.md",
     "concepts.md",
     "fault-tolerance.md",
     "benchmarks.md",
     "ray-on-spark.md",
+    "many-hosts.md",
     "ray-libraries.md",
     "glossary.md",
     "choosing.md",
