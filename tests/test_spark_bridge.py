@@ -24,7 +24,7 @@ from patterns.spark_bridge import _check_actor_class
 from patterns.spark_bridge._dispatch import Dispatcher
 from patterns.spark_bridge._executor import AuthSettings
 from patterns.spark_bridge._keys import GroupPacker, check_key_names, group_starts, rebatch
-from patterns.spark_bridge._ledger import Done, LedgerState
+from patterns.spark_bridge._ledger import Done, Ledgers, LedgerState
 from patterns.spark_bridge._schema import Column, Target
 
 TIMEOUT = 10.0
@@ -350,6 +350,37 @@ def test_ledger_keeps_the_first_failure() -> None:
     assert ledger.failure() == {"message": "first"}
     assert ledger.last_trouble() == {"message": "actor died"}
     assert ledger.summary()["failed"]
+
+
+def test_one_ledger_keeps_the_runs_of_a_pool_apart() -> None:
+    # A BridgePool's runs share its ledger actor: each run's counts and failure are its own.
+    ledgers = Ledgers(n_actors=2)
+    ledgers.started("run-1", "p0:g0", actor=0, pid=1)
+    ledgers.started("run-1", "p0:g0", actor=0, pid=2)  # re-run in run 1
+    ledgers.done("run-1", [Done("p0:g0", 0, 10, 1, 1)], sender=5)
+    ledgers.fail("run-1", {"message": "poison"})
+    ledgers.done("run-2", [Done("p0:g0", 1, 4, 1, 1), Done("p0:g1", 0, 6, 1, 1)], sender=6)
+    ledgers.done("run-2", [Done("p0:g0", 1, 4, 1, 1)], sender=7)  # a Spark retry: counted once
+    one, two = ledgers.summary("run-1"), ledgers.summary("run-2")
+    assert (one["rows_in"], one["batches_rerun"], one["failed"]) == (10, 1, True)
+    assert (two["rows_in"], two["groups"], two["batches_resent"]) == (10, 2, 1)
+    assert not two["failed"]
+    assert two["batches_per_actor"] == [1, 1] and two["batches_rerun"] == 0
+    assert ledgers.failure("run-2") is None
+    assert sorted(ledgers.open_runs()) == ["run-1", "run-2"]
+    assert ledgers.close("run-2")["rows_in"] == 10
+    # Closed: dropped, and a straggler's report does not open it again.
+    ledgers.done("run-2", [Done("p1:g0", 0, 3, 1, 1)], sender=8)
+    assert ledgers.open_runs() == ["run-1"]
+    assert ledgers.summary("run-2")["rows_in"] == 0
+
+
+def test_runs_that_never_close_do_not_pile_up_in_a_pool_ledger() -> None:
+    ledgers = Ledgers(n_actors=1)
+    for i in range(Ledgers.MAX_OPEN + 5):  # drivers that died before closing their run
+        ledgers.done(f"run-{i}", [Done("p0:b0", 0, 1, 1, 0)], sender=1)
+    assert len(ledgers.open_runs()) == Ledgers.MAX_OPEN
+    assert ledgers.open_runs()[-1] == f"run-{Ledgers.MAX_OPEN + 4}"  # the oldest went first
 
 
 # --- argument checks that need no Spark -----------------------------------------------------

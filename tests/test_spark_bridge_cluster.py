@@ -647,18 +647,51 @@ class CountsCalls:
         )
 
 
+class _NamesSeen(threading.Thread):
+    """Every named actor of the bridge's namespace seen while it runs (polled every 20 ms)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.seen: set[str] = set()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            self.seen.update(_bridge_actors())
+
+    def __enter__(self) -> _NamesSeen:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done.set()
+        self.join(timeout=10)
+
+
 def test_a_bridge_pool_keeps_its_actors_and_their_state_between_calls(spark: Any) -> None:
     from patterns import BridgePool
 
     frame = spark.range(60, numPartitions=2).selectExpr("id", "concat('k', id % 6) AS k")
     schema = "k string, rows long, seen long, pid long"
-    with BridgePool(CountsCalls, n_actors=2, actor_options=OPTIONS) as pool:
+    with BridgePool(CountsCalls, n_actors=2, actor_options=OPTIONS, name="keeps") as pool:
         pool.wait_ready()
-        first = map_groups_with_actors(frame, "k", pool, output_schema=schema).toPandas()
-        second = map_groups_with_actors(
-            frame, "k", pool, output_schema=schema, transport="driver", n_actors=2
-        ).toPandas()
-        assert not pool.closed and len(_bridge_actors()) == 2  # no ledger left
+        stats = [BridgeStats(), BridgeStats()]
+        with _NamesSeen() as names:
+            first = map_groups_with_actors(
+                frame, "k", pool, output_schema=schema, stats=stats[0]
+            ).toPandas()
+            second = map_groups_with_actors(
+                frame, "k", pool, output_schema=schema, transport="driver", n_actors=2,
+                stats=stats[1],
+            ).toPandas()  # fmt: skip
+        # The pool's ledger served both calls: no call started a ledger of its own, and
+        # each call's entry was closed when it returned.
+        pool_actors = ["keeps/actor-0", "keeps/actor-1", "keeps/ledger"]
+        assert sorted(names.seen) == pool_actors
+        assert sorted(_bridge_actors()) == pool_actors
+        ledger = ray.get_actor("keeps/ledger", namespace="spark-bridge")
+        assert ray.get(ledger.open_runs.remote(), timeout=60) == []
+        assert [(s.groups, s.rows_in) for s in stats] == [(6, 60), (6, 60)]  # each its own
         with pytest.raises(ValueError, match="'actor_args', 'actor_kwargs' and 'actor_options'"):
             map_groups_with_actors(frame, "k", pool, output_schema=schema, actor_args=(1,))
         with pytest.raises(ValueError, match=r"'n_actors' must be the BridgePool's \(2\)"):
@@ -671,3 +704,71 @@ def test_a_bridge_pool_keeps_its_actors_and_their_state_between_calls(spark: Any
     assert pool.closed and _bridge_actors() == []
     with pytest.raises(FacadeClosedError, match="map_groups_with_actors called after close"):
         map_groups_with_actors(frame, "k", pool, output_schema=schema)
+
+
+def test_a_bridge_pool_whose_ledger_died_starts_a_new_one(spark: Any) -> None:
+    from patterns import BridgePool
+
+    frame = spark.range(60, numPartitions=2).selectExpr("id", "concat('k', id % 6) AS k")
+    schema = "k string, rows long, seen long, pid long"
+    with BridgePool(CountsCalls, n_actors=2, actor_options=OPTIONS, name="relearns") as pool:
+        pool.wait_ready()
+        ray.kill(ray.get_actor("relearns/ledger", namespace="spark-bridge"), no_restart=True)
+        stats = BridgeStats()
+        out = map_groups_with_actors(frame, "k", pool, output_schema=schema, stats=stats)
+        assert sorted(out.toPandas()["rows"]) == [10] * 6
+        assert (stats.groups, stats.rows_in) == (6, 60)
+        assert "relearns/ledger" in _bridge_actors()
+    assert _bridge_actors() == []  # close stopped the new ledger too
+
+
+# --- input that Spark's partitioning already groups by key -----------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_groups_of_input_already_partitioned_by_key(
+    sales: tuple[Any, pd.DataFrame], transport: str
+) -> None:
+    from patterns.spark_bridge._run import _exchanges, by_key, grouped_by
+
+    frame, local = sales
+    # Hash-partitioned by a part of the keys: every (store, item) group is already whole
+    # in one partition (3 partitions for 3 actors... and for 2).
+    parted = frame.repartition(3, "store")
+    assert grouped_by(parted, ["store", "item"]) and grouped_by(parted, ["store"])
+    assert not grouped_by(frame, ["store", "item"])  # round-robin: Spark would shuffle
+    assert not grouped_by(frame.repartition(3, "store", "item"), ["store"])
+    # The bridge shuffles only the input that needs it.
+    settings = _groups_settings(n_actors=2, keys=("store", "item"))
+    assert _exchanges(by_key(parted, settings)) == _exchanges(parted)
+    assert _exchanges(by_key(frame, settings)) == _exchanges(frame) + 1
+    stats = BridgeStats()
+    out = map_groups_with_actors(
+        parted, ["store", "item"], Summarize, output_schema=SUMMARY, n_actors=2,
+        transport=transport, batch_size=2_000, actor_options=OPTIONS, stats=stats,
+    ).toPandas()  # fmt: skip
+    expected = pd.concat([summarize(key, group) for key, group in local.groupby(["store", "item"])])
+    merged = out.merge(expected, on=["store", "item"], suffixes=("", "_ref"), validate="1:1")
+    assert len(out) == len(merged) == STORES * ITEMS
+    assert (merged["rows"] == merged["rows_ref"]).all()  # every group whole, once
+    np.testing.assert_allclose(merged["total"], merged["total_ref"], rtol=1e-12)
+    by_index: dict[int, set[str]] = {}
+    for row in out.itertuples():
+        by_index.setdefault(actor_for_key((row.store, row.item), 2), set()).add(row.actor)
+    assert all(len(tokens) == 1 for tokens in by_index.values()), by_index
+    assert stats.groups == STORES * ITEMS and stats.rows_in == ROWS
+
+
+def _groups_settings(*, n_actors: int, keys: tuple[str, ...]) -> Any:
+    """The settings of a groups run, as `by_key` reads them."""
+    from patterns.spark_bridge._run import RunSettings
+    from patterns.spark_bridge._schema import parse_output_schema
+
+    struct, target = parse_output_schema(SUMMARY)
+    return RunSettings(
+        label="map_groups_with_actors", mode="groups", key_names=keys, factory=Summarize,
+        args=(), kwargs={}, struct=struct, target=target, n_actors=n_actors, batch_size=100,
+        max_in_flight=2, transport="executor", actor_options={}, progress=False,
+        progress_interval_s=5.0, ray_address=None, executor_idle_s=10.0, ready_timeout_s=60.0,
+        num_partitions=None,
+    )  # fmt: skip

@@ -52,6 +52,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import ray
+
 from patterns._actors import (
     actor_info,
     check_actor_options,
@@ -59,7 +61,7 @@ from patterns._actors import (
     check_naming,
     get_named_actor,
 )
-from patterns._calls import DEFAULT, DEFAULT_TIMEOUT_S, Timeout, check_timeout
+from patterns._calls import DEFAULT, DEFAULT_TIMEOUT_S, Timeout, check_timeout, stop_actors
 from patterns._checks import (
     check_bool,
     check_choice,
@@ -86,12 +88,14 @@ from patterns.spark_bridge._pool import (
     POOL_DEFAULTS,
     Pool,
     PoolSpec,
+    kill_actors,
     new_spec,
     start_actors,
 )
 from patterns.spark_bridge._pool import start_ledger as _start_ledger
 from patterns.spark_bridge._run import RunSettings, run
 from patterns.spark_bridge._schema import parse_output_schema
+from patterns.spark_bridge._send import LEDGER_TIMEOUT_S
 
 __all__ = [
     "BlockOwner",
@@ -206,7 +210,8 @@ class BridgePool(ActorFacade):
     a ``BridgePool`` as ``actor_class`` instead and the call uses its actors, already
     started, and leaves them running for the next call. The actors are the same from
     call to call, so with key affinity a key meets the same actor (and its state) in
-    every call.
+    every call. The pool also keeps the run ledger (a small actor, named
+    ``{name}/ledger``, that counts each batch once): a call on the pool starts no actor.
 
     The facade follows the library's conventions (CONTRIBUTING.md): ``close()`` stops
     the actors and returns once Ray reports them dead (idempotent; ``with`` calls it);
@@ -282,13 +287,19 @@ class BridgePool(ActorFacade):
         actors = start_actors(
             spec, factory=cls, args=args, kwargs=kwargs, options=options, info=info
         )
-        self._setup(cls, spec, actors, options, ready, name, namespace, seconds, owned=True)
+        try:
+            ledger = _start_ledger(spec, lifetime=options.get("lifetime"))
+        except BaseException:
+            kill_actors(actors)
+            raise
+        self._setup(cls, spec, actors, ledger, options, ready, name, namespace, seconds, owned=True)
 
     def _setup(
         self,
         cls: type,
         spec: PoolSpec,
         actors: list[Any],
+        ledger: Any,
         options: dict[str, Any],
         ready_timeout_s: float,
         name: str | None,
@@ -301,10 +312,15 @@ class BridgePool(ActorFacade):
         self.actor_class: type = cls
         self._spec = spec
         self._actors = actors
+        self._ledger = ledger  # the pool's ledger actor: one for all its runs
         self._options = options
         self._ready_timeout_s = ready_timeout_s
         self._init_facade(actors, name=name, namespace=namespace, owned=owned, timeout=timeout)
-        self._starting = self._pool(None, started=started)
+        self._starting = Pool(
+            spec, actors, ledger, factory=cls, options=options,
+            ready_timeout_s=ready_timeout_s, owns_actors=False, owns_ledger=False,
+            started=started,
+        )  # fmt: skip
 
     @property
     def n_actors(self) -> int:
@@ -353,34 +369,72 @@ class BridgePool(ActorFacade):
             get_named_actor(spec.actor_name(i), where, kind="BridgePool")
             for i in range(1, spec.n_actors)
         ]
+        try:
+            ledger = ray.get_actor(spec.ledger_name, namespace=where)
+        except ValueError:  # gone (it died): a new one serves the pool's next runs
+            ledger = _start_ledger(spec, lifetime=info["options"].get("lifetime"), reuse=True)
         pool = cls.__new__(cls)
         pool._setup(
-            info["factory"], spec, actors, info["options"], info["ready_timeout_s"], name,
-            namespace, seconds, owned=own, started=True,
+            info["factory"], spec, actors, ledger, info["options"], info["ready_timeout_s"],
+            name, namespace, seconds, owned=own, started=True,
         )  # fmt: skip
         return pool
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A copy (a task, another actor, another thread's pickle) releases on close().
         state = (
-            self.actor_class, self._spec, self._actors, self._options, self._ready_timeout_s,
-            self.name, self.namespace, self.timeout,
+            self.actor_class, self._spec, self._actors, self._ledger, self._options,
+            self._ready_timeout_s, self.name, self.namespace, self.timeout,
         )  # fmt: skip
         return (_rebuild_pool, state)
 
-    def _pool(self, ledger: Any, *, started: bool = False) -> Pool:
-        spec = self._spec if ledger is None else ledger[0]
-        started = started or (ledger is not None and self._starting.started())
-        return Pool(
-            spec, self._actors, None if ledger is None else ledger[1], factory=self.actor_class,
-            options=self._options, ready_timeout_s=self._ready_timeout_s, owns_actors=False,
-            started=started,
-        )  # fmt: skip
+    def _live_ledger(self) -> Any:
+        """The pool's ledger actor; a new one if it died (its runs' counts died with it)."""
+        from ray.exceptions import RayActorError
+
+        if not self._starting.started():
+            return self._ledger  # starting with the actors: the run waits for both
+        try:
+            ray.get(self._ledger.ping.remote(), timeout=LEDGER_TIMEOUT_S)
+        except RayActorError:
+            lifetime = self._options.get("lifetime")
+            self._ledger = _start_ledger(self._spec, lifetime=lifetime, reuse=True)
+        return self._ledger
 
     def _run_pool(self) -> Pool:
-        """The pool of one run: these actors and a new ledger (the run stops only the ledger)."""
+        """The pool of one run: these actors and the pool's ledger, under a new run id.
+
+        The run ends by closing its entry in the ledger: it starts and stops no actor.
+        """
         spec = new_spec(self.n_actors, self._spec.pool, self._spec.namespace)
-        return self._pool((spec, _start_ledger(spec)))
+        return Pool(
+            spec, self._actors, self._live_ledger(), factory=self.actor_class,
+            options=self._options, ready_timeout_s=self._ready_timeout_s, owns_actors=False,
+            owns_ledger=False, started=self._starting.started(),
+        )  # fmt: skip
+
+    def close(self, *, timeout: object = DEFAULT) -> None:
+        """Stop the actors and the pool's ledger (or release them: see `attach`).
+
+        Args:
+            timeout: Seconds for Ray to report them dead (default: the pool's timeout).
+
+        Raises:
+            CallTimeoutError: They were still alive after ``timeout`` (the pool is
+                closed all the same).
+        """
+        if self.closed:
+            return
+        try:
+            super().close(timeout=timeout)
+        finally:
+            if self.owned:
+                ledgers = [self._ledger]
+                try:  # the live one, if a facade replaced a ledger that died
+                    ledgers.append(ray.get_actor(self._spec.ledger_name, self._spec.namespace))
+                except ValueError:
+                    pass
+                stop_actors(ledgers, timeout=self._seconds(timeout), who=self._who)
 
     def wait_ready(self, *, timeout: Timeout = DEFAULT) -> None:
         """Block until every actor has built its object.
@@ -426,6 +480,7 @@ def _rebuild_pool(
     cls: type,
     spec: PoolSpec,
     actors: list[Any],
+    ledger: Any,
     options: dict[str, Any],
     ready_timeout_s: float,
     name: str | None,
@@ -434,8 +489,8 @@ def _rebuild_pool(
 ) -> BridgePool:
     pool = BridgePool.__new__(BridgePool)
     pool._setup(
-        cls, spec, actors, options, ready_timeout_s, name, namespace, timeout, owned=False,
-        started=True,
+        cls, spec, actors, ledger, options, ready_timeout_s, name, namespace, timeout,
+        owned=False, started=True,
     )  # fmt: skip
     return pool
 
@@ -697,7 +752,10 @@ def map_groups_with_actors(
     With the executor transport the rows are first repartitioned by key into
     ``num_partitions`` partitions (default: Spark's default parallelism, at least
     ``n_actors``) and sorted by key within each, so that each group is whole in one
-    Spark task and is read one group at a time.
+    Spark task and is read one group at a time. When Spark's partitioning of ``df``
+    already keeps each key in one partition (``df.repartition(n, "store")`` for keys
+    ``["store", "item"]``, or the output of an aggregation by those keys) and
+    ``num_partitions`` is not given, there is no repartition: only the sort.
 
     Args:
         df: The input Spark DataFrame.
@@ -712,7 +770,8 @@ def map_groups_with_actors(
         max_in_flight: Calls each sender may have out to one actor at once.
         batch_size: Most rows of small groups packed into one call (a larger group
             travels alone).
-        num_partitions: Partitions of the repartition by key (executor transport).
+        num_partitions: Partitions of the repartition by key (executor transport);
+            given, the rows are repartitioned even when already grouped by key.
         key_affinity: True (default): each key always goes to the same actor, so an
             actor may keep state per key. False: each group goes to the actor with
             the fewest calls out, which balances groups of very unequal cost (no

@@ -29,7 +29,7 @@ class _Connection:
         self.users = 0
         self.last_used = 0.0
         self.reaper: threading.Thread | None = None
-        self.handles: dict[str, tuple[list[ActorHandle[Any]], ActorHandle[Any]]] = {}
+        self.handles: dict[str, tuple[list[ActorHandle[Any]], Any]] = {}  # actors, RunLedger
 
     def acquire(self, address: str, apply_auth: Callable[[], None], idle_s: float) -> bool:
         """Make sure this process is connected to ``address``; True if it connected now."""

@@ -23,7 +23,8 @@ from ray.actor import ActorHandle
 
 from patterns.spark_bridge import _connection
 from patterns.spark_bridge._errors import BridgeError
-from patterns.spark_bridge._pool import NAMESPACE, PoolSpec
+from patterns.spark_bridge._ledger import RunLedger
+from patterns.spark_bridge._pool import PoolSpec
 from patterns.spark_bridge._send import RunPlan, check_not_failed, send_all
 
 if TYPE_CHECKING:
@@ -109,14 +110,14 @@ def lease(address: str, auth: AuthSettings, idle_s: float) -> Iterator[bool]:
         _connection.CONNECTION.release()
 
 
-def _handles(spec: PoolSpec) -> tuple[list[ActorHandle[Any]], ActorHandle[Any]]:
+def _handles(spec: PoolSpec) -> tuple[list[ActorHandle[Any]], RunLedger]:
     cached = _connection.CONNECTION.handles.get(spec.run)
     if cached is None:
         actors = [
             ray.get_actor(spec.actor_name(i), namespace=spec.namespace)
             for i in range(spec.n_actors)
         ]
-        ledger = ray.get_actor(spec.ledger_name, namespace=NAMESPACE)
+        ledger = RunLedger(ray.get_actor(spec.ledger_name, namespace=spec.namespace), spec.run)
         _connection.CONNECTION.handles.clear()  # one run at a time: keep only this run's handles
         cached = _connection.CONNECTION.handles[spec.run] = (actors, ledger)
     return cached

@@ -9,19 +9,23 @@ and the same in a Spark task's retry. So:
 - a batch that a retried Spark task sends again is *done* twice but counted once;
 - a run's counts (rows, batches, groups) therefore never count a retried batch twice.
 
-The ledger is plain Python (`LedgerState`); the run keeps it in a small Ray actor
-that every sender and actor can reach by name, and the driver reads it for progress
-lines and for the first failure, which it raises as `BridgeBatchError`.
+The ledger is plain Python (`LedgerState`, one run's). `Ledgers` holds the ledgers
+of several runs by run id; it lives in a small Ray actor that every sender and actor
+can reach by name, and the driver reads it for progress lines and for the first
+failure, which it raises as `BridgeBatchError`. A run with a pool of its own starts
+one such actor and kills it at the end; a `BridgePool` keeps one for its whole life,
+and each of its runs only opens and closes its own entry (`RunLedger` names the run
+in every call), so a call on a reused pool starts no actor at all.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BridgeStats", "Done", "LedgerState"]
+__all__ = ["BridgeStats", "Done", "LedgerState", "Ledgers", "RunLedger"]
 
 
 @dataclass(frozen=True)
@@ -176,3 +180,135 @@ class LedgerState:
     def ping(self) -> bool:
         """Answer once the actor is up."""
         return True
+
+
+class Ledgers:
+    """The ledgers of a pool's runs, by run id: what the ledger actor holds.
+
+    A run's ledger opens at its first report (from whichever process comes first) and
+    is dropped by `close`; a report for a closed run (a straggler of a run that
+    already returned) is ignored. Runs that never close (their driver died) are
+    dropped oldest first once more than `MAX_OPEN` are open.
+
+    Examples:
+        >>> ledgers = Ledgers(n_actors=2)
+        >>> ledgers.done("run-a", [Done("p0:g0", 1, rows_in=5, rows_out=1, groups=1)], sender=7)
+        >>> ledgers.summary("run-a")["groups"], ledgers.summary("run-b")["groups"]
+        (1, 0)
+        >>> ledgers.close("run-a")["rows_in"]
+        5
+        >>> ledgers.done("run-a", [Done("p0:g1", 0, rows_in=5, rows_out=1, groups=1)], sender=7)
+        >>> ledgers.summary("run-a")["groups"]  # closed: a straggler changes nothing
+        0
+    """
+
+    MAX_OPEN = 64
+    MAX_CLOSED = 4096
+
+    def __init__(self, n_actors: int) -> None:
+        self.n_actors = n_actors
+        self._runs: OrderedDict[str, LedgerState] = OrderedDict()
+        self._closed: OrderedDict[str, None] = OrderedDict()
+
+    def _run(self, run: str) -> LedgerState:
+        if run in self._closed:
+            return LedgerState(self.n_actors)  # a throw-away: the run is over
+        state = self._runs.get(run)
+        if state is None:
+            state = self._runs[run] = LedgerState(self.n_actors)
+            while len(self._runs) > self.MAX_OPEN:
+                self._runs.popitem(last=False)
+        return state
+
+    def started(self, run: str, batch: str, *, actor: int, pid: int) -> None:
+        """See `LedgerState.started`."""
+        self._run(run).started(batch, actor=actor, pid=pid)
+
+    def done(
+        self,
+        run: str,
+        finished: list[Done],
+        *,
+        sender: int,
+        connected: bool = False,
+        peak: int = 0,
+    ) -> None:
+        """See `LedgerState.done`."""
+        self._run(run).done(finished, sender=sender, connected=connected, peak=peak)
+
+    def fail(self, run: str, failure: dict[str, Any]) -> None:
+        """See `LedgerState.fail`."""
+        self._run(run).fail(failure)
+
+    def trouble(self, run: str, failure: dict[str, Any]) -> None:
+        """See `LedgerState.trouble`."""
+        self._run(run).trouble(failure)
+
+    def failure(self, run: str) -> dict[str, Any] | None:
+        """See `LedgerState.failure`."""
+        return self._run(run).failure()
+
+    def last_trouble(self, run: str) -> dict[str, Any] | None:
+        """See `LedgerState.last_trouble`."""
+        return self._run(run).last_trouble()
+
+    def summary(self, run: str) -> dict[str, Any]:
+        """See `LedgerState.summary`."""
+        return self._run(run).summary()
+
+    def close(self, run: str) -> dict[str, Any]:
+        """The run's final summary; its ledger is dropped and later reports are ignored."""
+        summary = self._run(run).summary()
+        self._runs.pop(run, None)
+        self._closed[run] = None
+        while len(self._closed) > self.MAX_CLOSED:
+            self._closed.popitem(last=False)
+        return summary
+
+    def open_runs(self) -> list[str]:
+        """The runs whose ledger is open (for tests)."""
+        return list(self._runs)
+
+    def ping(self) -> bool:
+        """Answer once the actor is up."""
+        return True
+
+
+class RunLedger:
+    """One run's view of a `Ledgers` actor: each method sends the call with the run id.
+
+    Every method returns the call's ``ObjectRef`` without waiting.
+    """
+
+    def __init__(self, actor: Any, run: str) -> None:
+        self.actor = actor
+        self.run = run
+
+    def started(self, batch: str, *, actor: int, pid: int) -> Any:
+        return self.actor.started.remote(self.run, batch, actor=actor, pid=pid)
+
+    def done(self, finished: list[Done], *, sender: int, connected: bool, peak: int) -> Any:
+        return self.actor.done.remote(
+            self.run, finished, sender=sender, connected=connected, peak=peak
+        )
+
+    def fail(self, failure: dict[str, Any]) -> Any:
+        return self.actor.fail.remote(self.run, failure)
+
+    def trouble(self, failure: dict[str, Any]) -> Any:
+        return self.actor.trouble.remote(self.run, failure)
+
+    def failure(self) -> Any:
+        return self.actor.failure.remote(self.run)
+
+    def last_trouble(self) -> Any:
+        return self.actor.last_trouble.remote(self.run)
+
+    def summary(self) -> Any:
+        return self.actor.summary.remote(self.run)
+
+    def close(self) -> Any:
+        return self.actor.close.remote(self.run)
+
+    def ping(self) -> Any:
+        return self.actor.ping.remote()

@@ -4,9 +4,11 @@ Each pool actor builds one instance of the user's class in its ``__init__`` (tha
 where a model is loaded, once per actor) and runs calls one at a time. Names put the
 pool where every sender can find it: the driver holds the handles, and Spark's Python
 workers look the actors up by name (a handle pickled by the driver does not travel
-through Spark). Every run has a ledger of its own. The driver kills the ledger when the
-run ends, however it ends, and the actors too unless they belong to a `BridgePool`
-that outlives the run (each call then names the run's ledger and output schema).
+through Spark). A run with a pool of its own also starts a ledger actor and kills both
+when it ends, however it ends. A `BridgePool` starts its ledger actor with its actors
+and keeps both for its life: each of its runs only opens and closes the run's entry
+in that ledger (each call names the run and its output schema), so a run on a reused
+pool starts no actor.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ray.actor import ActorHandle
 from patterns._actors import bind_options
 from patterns._calls import MAX_TASK_RETRIES
 from patterns.spark_bridge._errors import BridgeBatchError, BridgeError
-from patterns.spark_bridge._ledger import LedgerState
+from patterns.spark_bridge._ledger import Ledgers, RunLedger
 from patterns.spark_bridge._schema import Target
 
 if TYPE_CHECKING:
@@ -60,9 +62,10 @@ POOL_DEFAULTS: dict[str, Any] = {
 class PoolSpec:
     """Names of one run's actors: where senders find the pool and the ledger.
 
-    ``pool`` names the actors when they outlive the run (a `BridgePool`: its ``name=``
-    or a generated one); by default they are named after the run. ``namespace`` is
-    where the actors live (the ledger always lives in `NAMESPACE`).
+    ``pool`` names the actors and the ledger when they outlive the run (a
+    `BridgePool`: its ``name=`` or a generated one); by default they are named after
+    the run. ``namespace`` is where they live. ``run`` names the run's entry in the
+    ledger.
     """
 
     run: str
@@ -75,7 +78,12 @@ class PoolSpec:
 
     @property
     def ledger_name(self) -> str:
-        return f"{self.run}/ledger"
+        return f"{self.pool or self.run}/ledger"
+
+    @property
+    def ledger_ref(self) -> tuple[str, str, str]:
+        """What a pool actor needs to report to the run's ledger: name, namespace, run."""
+        return (self.ledger_name, self.namespace, self.run)
 
 
 def _remote_error(exc: BaseException) -> tuple[str, str, str]:
@@ -86,9 +94,9 @@ class PoolActor:
     """One pool slot: the user's object, and a ``run`` method per kind of work.
 
     ``run_batch`` calls ``__call__(batch)``, ``run_groups`` ``__call__(key, group)``.
-    Each call names its run's ledger and the target schema, so one actor can serve
-    the runs of a `BridgePool` one after the other. Results leave as Arrow tables of
-    the target schema.
+    Each call names its run's ledger (name, namespace, run) and the target schema, so
+    one actor can serve the runs of a `BridgePool` one after the other. Results leave
+    as Arrow tables of the target schema.
     """
 
     def __init__(
@@ -101,19 +109,22 @@ class PoolActor:
     ) -> None:
         self._index = index
         self._info = dict(info or {})  # what attach needs: the pool's size, class, options
-        self._ledgers: dict[str, Any] = {}  # by name: the current run's (a few at most)
+        self._ledgers: dict[tuple[str, str], Any] = {}  # by (name, namespace): a few at most
         self._instance = factory(*args, **kwargs)
 
-    def _report_start(self, ledger: str, batch: str) -> None:
+    def _report_start(self, ledger: tuple[str, str, str], batch: str) -> None:
         # Fire and forget: a start only feeds the re-run count (see BridgeStats).
+        name, namespace, run = ledger
         try:
-            if ledger not in self._ledgers:
+            handle = self._ledgers.get((name, namespace))
+            if handle is None:
                 if len(self._ledgers) > 8:  # earlier runs' ledgers are gone
                     self._ledgers.clear()
-                self._ledgers[ledger] = ray.get_actor(ledger, namespace=NAMESPACE)
-            self._ledgers[ledger].started.remote(batch, actor=self._index, pid=os.getpid())
+                handle = ray.get_actor(name, namespace=namespace)
+                self._ledgers[(name, namespace)] = handle
+            handle.started.remote(run, batch, actor=self._index, pid=os.getpid())
         except Exception:  # the ledger is gone: the run is over or ending
-            pass
+            self._ledgers.pop((name, namespace), None)
 
     def _call(self, target: Target, key: object, *args: Any) -> pa.Table:
         try:
@@ -127,7 +138,7 @@ class PoolActor:
         return target.conform(result, key=key, actor=self._index)
 
     def run_batch(
-        self, ledger: str, target: Target, batch: str, where: str, table: pa.Table
+        self, ledger: tuple[str, str, str], target: Target, batch: str, where: str, table: pa.Table
     ) -> pa.Table:
         """``__call__`` one batch; ``where`` describes it for error messages."""
         self._report_start(ledger, batch)
@@ -135,7 +146,7 @@ class PoolActor:
 
     def run_groups(
         self,
-        ledger: str,
+        ledger: tuple[str, str, str],
         target: Target,
         batch: str,
         keys: list[tuple[Any, ...]],
@@ -169,11 +180,14 @@ class PoolActor:
 
 
 _RemotePoolActor = ray.remote(PoolActor)
-_RemoteLedger = ray.remote(LedgerState)
+_RemoteLedger = ray.remote(Ledgers)
 
 
 class Pool:
-    """The driver's side of a run's actors: create, check they started, kill."""
+    """The driver's side of a run's actors: create, check they started, kill.
+
+    ``ledger`` is the ledger actor; ``run_ledger`` the run's view of it (``spec.run``).
+    """
 
     def __init__(
         self,
@@ -185,24 +199,34 @@ class Pool:
         options: Mapping[str, Any],
         ready_timeout_s: float,
         owns_actors: bool = True,
+        owns_ledger: bool = True,
         started: bool = False,
     ) -> None:
         self.spec = spec
         self.actors = actors
-        self.ledger = ledger
+        self.ledger_actor = ledger
+        self.ledger = RunLedger(ledger, spec.run)
         self._owns_actors = owns_actors
+        self._owns_ledger = owns_ledger
         self._factory = factory
         self._options = options
         self._timeout = ready_timeout_s
         self._deadline = time.monotonic() + ready_timeout_s
         self._starting: list[Any] = [] if started else [a.ready.remote() for a in actors]
-        if ledger is not None:
-            self._starting.append(ledger.ping.remote())
+        self._starting.append(ledger.ping.remote())
 
     def kill(self) -> None:
-        """Kill the run's ledger and the actors it owns (no restart); safe to call twice."""
-        owned = self.actors if self._owns_actors else []
-        kill_actors([*owned, *([] if self.ledger is None else [self.ledger])])
+        """End the run: kill the actors and the ledger it owns (no restart), else close
+        the run's entry in the pool's ledger; safe to call twice."""
+        owned = list(self.actors) if self._owns_actors else []
+        if self._owns_ledger:
+            owned.append(self.ledger_actor)
+        else:
+            try:
+                self.ledger.close()  # fire and forget: the entry is dropped in order
+            except Exception:  # the ledger is gone
+                pass
+        kill_actors(owned)
 
     def started(self, wait_s: float = 0.0) -> bool:
         """True once every actor has built its object; waits up to ``wait_s`` for it.
@@ -285,11 +309,20 @@ def new_spec(n_actors: int, pool: str = "", namespace: str = NAMESPACE) -> PoolS
     return PoolSpec(f"run-{uuid.uuid4().hex[:12]}", n_actors, pool, namespace)
 
 
-def start_ledger(spec: PoolSpec) -> Any:
-    """Create the run's ledger; do not wait for it."""
-    return _RemoteLedger.options(
-        name=spec.ledger_name, namespace=NAMESPACE, num_cpus=0, max_restarts=0
-    ).remote(spec.n_actors)
+def start_ledger(spec: PoolSpec, *, lifetime: str | None = None, reuse: bool = False) -> Any:
+    """Create the ledger actor of a run (or of a `BridgePool`); do not wait for it.
+
+    ``reuse``: return the live ledger of that name if there is one (a pool's facade
+    replacing a ledger that died). It never restarts: a restarted ledger would have
+    forgotten what it counted, so a run whose ledger died fails instead.
+    """
+    options: dict[str, Any] = {
+        "name": spec.ledger_name, "namespace": spec.namespace, "num_cpus": 0,
+        "max_restarts": 0, "get_if_exists": reuse,
+    }  # fmt: skip
+    if lifetime is not None:
+        options["lifetime"] = lifetime
+    return _RemoteLedger.options(**options).remote(spec.n_actors)
 
 
 def start_pool(

@@ -2,7 +2,8 @@
 
 - ``transport="executor"``: the DataFrame goes through ``mapInArrow``; each Spark task
   sends its partition's Arrow batches to the pool (`patterns.spark_bridge._executor`).
-  For groups, the rows are first repartitioned and sorted by key, so every group is
+  For groups, the rows are first repartitioned by key, unless Spark's partitioning
+  already groups them, and sorted by key within each partition, so every group is
   whole in one task. The result is materialised (``localCheckpoint``) before the pool
   stops, so the DataFrame returned never needs the pool again.
 - ``transport="driver"``: the DataFrame is collected as one Arrow table on the driver,
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import sys
 import threading
 import time
@@ -157,7 +159,7 @@ class _Watcher:
                     return
             try:
                 summary: dict[str, Any] = ray.get(
-                    self._pool.ledger.summary.remote(), timeout=LEDGER_TIMEOUT_S
+                    self._pool.ledger.summary(), timeout=LEDGER_TIMEOUT_S
                 )
             except Exception:  # the ledger is gone: the run is ending
                 return
@@ -198,17 +200,45 @@ def _executor_transport(df: Any, settings: RunSettings, pool: Pool, group: str) 
         settings.executor_idle_s,
         settings.ready_timeout_s,
     )  # fmt: skip
-    source = df
-    if settings.mode == "groups":
-        keys = list(settings.key_names)
-        partitions = settings.num_partitions or max(
-            df.sparkSession.sparkContext.defaultParallelism, settings.n_actors
-        )
-        source = df.repartition(partitions, *keys).sortWithinPartitions(*keys)
+    source = by_key(df, settings) if settings.mode == "groups" else df
     mapped = source.mapInArrow(functools.partial(run_partition, plan), settings.struct)
     with _job_group(df.sparkSession, group, f"{settings.label} {pool.spec.run}"):
         # Materialised now, while the pool lives; later actions never call it again.
         return mapped.localCheckpoint(eager=True)
+
+
+def _exchanges(frame: Any) -> int:
+    """How many exchanges (shuffles) Spark's physical plan of ``frame`` holds."""
+    plan = str(frame._jdf.queryExecution().executedPlan().toString())
+    return len(re.findall(r"\bExchange\b", plan))
+
+
+def grouped_by(df: Any, keys: list[str]) -> bool:
+    """True if Spark's partitioning of ``df`` already puts all rows of a key in one partition.
+
+    Asked of Spark's planner: a ``groupBy`` on the keys needs no shuffle of its own
+    (``df`` is hash-partitioned by the keys or a part of them, a single partition, ...).
+    False when the plan cannot be read (the safe answer: the bridge shuffles).
+    """
+    try:
+        return _exchanges(df.groupBy(*keys).count()) == _exchanges(df)
+    except Exception:  # not a classic PySpark DataFrame (no JVM plan to read)
+        return False
+
+
+def by_key(df: Any, settings: RunSettings) -> Any:
+    """``df`` with every group whole in one partition and sorted by key within it.
+
+    The rows are repartitioned by key only when they have to be: ``num_partitions``
+    given, or Spark's partitioning does not already group them (`grouped_by`).
+    """
+    keys = list(settings.key_names)
+    if settings.num_partitions is not None or not grouped_by(df, keys):
+        partitions = settings.num_partitions or max(
+            df.sparkSession.sparkContext.defaultParallelism, settings.n_actors
+        )
+        df = df.repartition(partitions, *keys)
+    return df.sortWithinPartitions(*keys)  # free when already sorted (RemoveRedundantSorts)
 
 
 def _driver_transport(df: Any, settings: RunSettings, table: Any, pool: Pool) -> Any:
@@ -263,11 +293,9 @@ def _failure_error(failure: dict[str, Any]) -> PatternError:
 
 def _ledger_failure(pool: Pool) -> dict[str, Any] | None:
     try:
-        failure: dict[str, Any] | None = ray.get(
-            pool.ledger.failure.remote(), timeout=LEDGER_TIMEOUT_S
-        )
+        failure: dict[str, Any] | None = ray.get(pool.ledger.failure(), timeout=LEDGER_TIMEOUT_S)
         if failure is None:
-            failure = ray.get(pool.ledger.last_trouble.remote(), timeout=LEDGER_TIMEOUT_S)
+            failure = ray.get(pool.ledger.last_trouble(), timeout=LEDGER_TIMEOUT_S)
         return failure
     except Exception:
         return None
@@ -316,7 +344,7 @@ def run(df: Any, settings: RunSettings, stats: BridgeStats | None) -> Any:
                 if failure is None:
                     raise
                 raise _failure_error(failure) from exc
-        summary = ray.get(pool.ledger.summary.remote(), timeout=LEDGER_TIMEOUT_S)
+        summary = ray.get(pool.ledger.summary(), timeout=LEDGER_TIMEOUT_S)
         if settings.progress is True or (settings.progress is None and watcher.printed):
             watcher.say(summary, final=True)
         return result

@@ -123,7 +123,7 @@ class _Reports:
             self.send(peak)
 
     def send(self, peak: int, *, wait: bool = False) -> None:
-        ref = self._ledger.done.remote(
+        ref = self._ledger.done(
             self._held, sender=self._sender, connected=self._connected, peak=peak
         )
         self._held, self._connected, self._sent_at = [], False, time.monotonic()
@@ -165,7 +165,7 @@ def _result(finished: Finished[Call], ledger: Any, plan: RunPlan, method: str) -
         if isinstance(cause, BridgeBatchError):
             # The batch's own error (the user's code, or a result of the wrong shape):
             # retrying cannot help, so the run stops here.
-            ray.get(ledger.fail.remote(_failure_record(cause)), timeout=LEDGER_TIMEOUT_S)
+            ray.get(ledger.fail(_failure_record(cause)), timeout=LEDGER_TIMEOUT_S)
             raise cause.with_traceback(None) from None
         raise
     except RayActorError as exc:
@@ -184,7 +184,7 @@ def _result(finished: Finished[Call], ledger: Any, plan: RunPlan, method: str) -
         )
         report = ledger.fail if plan.retries > 0 else ledger.trouble
         try:
-            ray.get(report.remote(_failure_record(error)), timeout=LEDGER_TIMEOUT_S)
+            ray.get(report(_failure_record(error)), timeout=LEDGER_TIMEOUT_S)
         except Exception:  # the ledger is gone too: the error below still says what failed
             pass
         raise error from exc
@@ -210,7 +210,7 @@ def send_all(
         plan: The run.
         batches: The partition's rows (for groups: sorted so equal keys are adjacent).
         actors: Handles of the pool actors, by index.
-        ledger: Handle of the run's ledger.
+        ledger: The run's ledger (a `RunLedger`).
         partition: The partition's number (0 on the driver), part of every batch id.
         connected: This process connected to Ray for this partition (for the stats).
 
@@ -225,7 +225,7 @@ def send_all(
         startup_s=plan.startup_s, who=plan.who, method=method, first=partition,
     )  # fmt: skip
     reports = _Reports(ledger, connected=connected)
-    run = (plan.spec.ledger_name, plan.target)  # every call names its run (see PoolActor)
+    run = (plan.spec.ledger_ref, plan.target)  # every call names its run (see PoolActor)
 
     def collect(finished: Finished[Call]) -> pa.Table:
         table = _result(finished, ledger, plan, method)
@@ -248,7 +248,7 @@ def send_all(
         # A stuck actor: the run stops (the driver raises this, and Spark's task retries
         # send nothing more to the stuck actor: see check_not_failed).
         try:
-            ray.get(ledger.fail.remote(_timeout_record(exc)), timeout=LEDGER_TIMEOUT_S)
+            ray.get(ledger.fail(_timeout_record(exc)), timeout=LEDGER_TIMEOUT_S)
         except Exception:  # the ledger is gone too: the error below still says what failed
             pass
         raise
@@ -257,7 +257,7 @@ def send_all(
 
 def check_not_failed(ledger: Any) -> None:
     """Raise at once if the run already failed (a Spark retry need not re-send anything)."""
-    failure: dict[str, Any] | None = ray.get(ledger.failure.remote(), timeout=LEDGER_TIMEOUT_S)
+    failure: dict[str, Any] | None = ray.get(ledger.failure(), timeout=LEDGER_TIMEOUT_S)
     if failure is not None:
         msg = f"the run already failed, this task sends nothing: {failure['message']}"
         raise BridgeError(msg)
