@@ -7,13 +7,17 @@ what it reports, check the other hosts while it runs, then after its shutdown.
 from __future__ import annotations
 
 import json
+import os
 import queue
+import stat
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import psutil
 import pytest
 
@@ -40,6 +44,9 @@ class Launch:
         self.lab = lab
         self.log = log
         self.events: dict[str, dict] = {}
+        # The cluster's auth token, told by the driver over its stdout pipe: kept in
+        # memory, out of every event (events end up in assertion messages).
+        self.token: str | None = None
         self.ended = False
         self._lines: queue.Queue[str | None] = queue.Queue()
         with log.open("w") as stderr:
@@ -74,6 +81,8 @@ class Launch:
                 pytest.fail(f"the driver exited before {stage!r}:\n{self.tail()}")
             if line.startswith("{"):
                 event = json.loads(line)
+                if event["stage"] == "token":
+                    self.token = event.pop("token")
                 self.events[event["stage"]] = event
         return self.events[stage]
 
@@ -112,6 +121,7 @@ def test_worker_nodes_start_on_every_worker_host_with_a_plain_daemon_path(launch
     FIGURES["launch_start_s"] = round(up["start_s"], 1)
     workers = [M.ADDRESSES[h] for h in M.WORKERS]
     assert up["alive_workers"] == 3
+    assert up["cpus_per_worker"] == 2  # hybrid: the third core of each worker is Spark's
     assert up["worker_ips"] == workers  # one per worker host, on its address
     assert up["node_ips"] == sorted([M.ADDRESSES["driver"], *workers])  # never loopback
 
@@ -147,6 +157,148 @@ def test_the_outsider_without_the_token_is_refused(launch) -> None:
     assert done.stdout.startswith("refused"), done.stdout + done.stderr[-2000:]
     # Ray logs the GCS's answer (stderr) before raising its generic ConnectionError.
     assert "InvalidAuthToken" in done.stderr, done.stderr[-2000:]
+
+
+WORKER_IPS = sorted(M.ADDRESSES[h] for h in M.WORKERS)
+
+
+def test_a_supervisor_tree_with_a_child_on_each_worker_host_keeps_their_state(launch) -> None:
+    """Three children pinned to the three worker hosts (node affinity through each
+    ChildSpec's actor options); the one on the last host is SIGKILLed there and comes
+    back, on that host, with its count restored from the RayKVStore."""
+    got = launch.wait_for("trees", 300)
+    assert "error" not in got, got
+    FIGURES["tree_child_restart_s"] = round(got["restart_s"], 1)
+    assert sorted(got["hosts"].values()) == WORKER_IPS  # one child per worker host
+    assert got["values"] == {"tally-1": 6, "tally-2": 12, "tally-3": 18}
+    assert got["killed_on"] == got["hosts"]["tally-3"]  # the SIGKILL ran on its host
+    assert got["restarts"] == 1
+    assert got["restored"] == 18  # not 0: the snapshot came back across the kill
+    assert got["restarted_on"] == got["hosts"]["tally-3"]
+    assert got["others_after"] == {"tally-1": 6, "tally-2": 12}  # one_for_one
+
+
+def test_agent_replicas_on_three_hosts_hold_exactly_the_statistics_of_all_feedback(
+    launch,
+) -> None:
+    """LinUCB replicas, one per worker host, each fed a third of the feedback, merged
+    once: each holds A = I + sum(x x^T) and b = sum(r x) over all of it, bit for bit
+    (integer features and rewards: every sum is exact), and they predict alike."""
+    got = launch.wait_for("agents", 300)
+    assert "error" not in got, got
+    assert sorted(got["replica_ips"]) == WORKER_IPS
+    feedback = got["feedback"]
+    contexts = np.array(feedback["contexts"])
+    A = np.tile(np.eye(4), (3, 1, 1))  # l2_lambda = 1
+    b = np.zeros((3, 4))
+    for x, action, reward in zip(contexts, feedback["actions"], feedback["rewards"], strict=True):
+        A[action] += np.outer(x, x)
+        b[action] += reward * x
+    assert len(got["A"]) == len(got["b"]) == 3
+    for replica_A, replica_b in zip(got["A"], got["b"], strict=True):
+        assert np.array_equal(np.array(replica_A), A)
+        assert np.array_equal(np.array(replica_b), b)
+    assert got["merged_feedbacks"] == [40, 40, 40]  # each learnt the other two thirds
+    assert got["predictions"][0] == got["predictions"][1] == got["predictions"][2]
+
+
+def test_the_spark_bridge_from_tasks_on_every_worker_host_equals_pandas_with_key_affinity(
+    launch,
+) -> None:
+    """Executor transport: Spark tasks on worker1-3 (each one's Python worker connects to
+    Ray from its host: the Ray drivers' addresses say where), results equal to pandas."""
+    got = launch.wait_for("bridge", 300)
+    assert "error" not in got, got
+    FIGURES["bridge_batches_s"] = round(got["batch_s"], 1)
+    FIGURES["bridge_groups_s"] = round(got["group_s"], 1)
+    ids = np.arange(3000)
+    units = ids * 7919 % 1000
+    assert got["batches"] == [[int(i), float(u) * 2.5] for i, u in zip(ids, units, strict=True)]
+    assert got["batch_sender_ips"] == WORKER_IPS
+    assert got["batch_connections"] == 3
+    frame = pd.DataFrame({"store": [f"store-{i % 4}" for i in ids], "item": ids // 4 % 3})
+    frame["units"] = units
+    expected = frame.groupby(["store", "item"]).agg(rows=("units", "size"), total=("units", "sum"))
+    assert got["groups"] == [
+        [store, int(item), int(row.rows), int(row.total)]
+        for (store, item), row in expected.iterrows()
+    ]
+    assert got["group_sender_ips"] == WORKER_IPS
+    assert got["group_connections"] == 3
+    # Key affinity: every key of one actor index went to one actor, three actors in all.
+    tags = got["actors_by_index"]
+    assert sorted(tags) == ["0", "1", "2"]
+    assert all(len(found) == 1 for found in tags.values()), tags
+    assert len({found[0] for found in tags.values()}) == 3
+
+
+def _regular_files(lab, host: str) -> Iterator[tuple[str, Path]]:
+    """Every regular file under ``host``'s /tmp (its path there, and from here); a
+    checkout or venv bound into that /tmp (a clone in /tmp) is not the host's own."""
+    root = lab.host_path(host, "/tmp")
+    kept = {lab.host_path(host, path) for path in M._KEEP}
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [d for d in subfolders if Path(folder, d) not in kept]
+        for name in files:
+            path = Path(folder, name)
+            try:
+                if stat.S_ISREG(path.lstat().st_mode):
+                    yield "/tmp/" + str(path.relative_to(root)), path
+            except OSError:  # gone meanwhile
+                continue
+
+
+def _holds(path: Path, needle: bytes) -> bool:
+    """Whether the file holds ``needle`` (read in chunks that overlap by its length)."""
+    tail = b""
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                if needle in tail + chunk:
+                    return True
+                tail = chunk[-len(needle) :]
+    except OSError:  # gone meanwhile
+        return False
+    return False
+
+
+def _token_sightings(launch, skip: set[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Where the token shows: command lines and /tmp files on every host, the driver's
+    stderr. Returns the places (never the token) and the files read on each host."""
+    assert launch.token is not None, "the driver did not tell the token"
+    needle = launch.token.encode()
+    places, scanned = [], {}
+    for host in M.ADDRESSES:
+        for process in launch.lab.processes(host):
+            if launch.token in "\0".join(_cmdline(process)):
+                places.append(f"{host}: command line of pid {process.pid} ({process.name()})")
+        scanned[host] = []
+        for where, path in _regular_files(launch.lab, host):
+            if f"{host}:{where}" in skip:
+                continue
+            scanned[host].append(where)
+            if _holds(path, needle):
+                places.append(f"{host}: {where}")
+    if _holds(launch.log, needle):
+        places.append("the driver's stderr")
+    return places, scanned
+
+
+def test_the_auth_token_is_in_no_command_line_and_no_file_on_any_host(launch) -> None:
+    """While the cluster runs, every family done (the bridge's Spark tasks connected from
+    every worker host): no process on any host has the token in its command line, and no
+    file under any host's /tmp holds it (Ray's logs, Spark's work dirs and event log),
+    but the launcher's own 0600 token file on the driver host."""
+    launch.wait_for("loss-ready", 400)
+    token_file = launch.events["token"]["path"]
+    mode = launch.lab.host_path("driver", token_file).stat().st_mode
+    assert stat.S_IMODE(mode) == 0o600
+    places, scanned = _token_sightings(launch, skip={f"driver:{token_file}"})
+    assert places == []
+    # The scan read what it had to: Ray's logs on every Ray host, Spark's event log.
+    for host in ("driver", *M.WORKERS):
+        assert any("/logs/" in where for where in scanned[host]), (host, scanned[host][:20])
+    assert any(w.startswith("/tmp/spark-events/") for w in scanned["driver"]), scanned["driver"]
 
 
 def test_a_lost_host_loses_no_acknowledged_increment_and_nothing_hangs(launch) -> None:
@@ -212,6 +364,25 @@ def test_no_temp_folder_or_lock_file_is_left_on_a_worker_host(launch) -> None:
     assert {host: _leftovers(launch.lab, host) for host in M.WORKERS} == {
         host: [] for host in M.WORKERS
     }
+
+
+def test_after_shutdown_the_token_is_in_no_file_on_any_host(launch) -> None:
+    """Once Spark has stopped: its finished event log (the environment its UI shows,
+    every job's properties) and the executors' logs in each worker's work dir."""
+    launch.finish()
+    places, scanned = _token_sightings(launch, skip=set())
+    assert places == []
+    # Spark 4 rolls its event log: eventlog_v2_<app>/events_<n>_<app> files.
+    events = [
+        w
+        for w in scanned["driver"]
+        if w.startswith("/tmp/spark-events/") and "appstatus" not in w and not w.endswith(".crc")
+    ]
+    log = "".join(launch.lab.host_path("driver", w).read_text(errors="replace") for w in events)
+    assert "SparkListenerEnvironmentUpdate" in log, events
+    assert "SparkListenerJobStart" in log, events
+    for host in M.WORKERS:
+        assert any(w.startswith("/tmp/spark-work/") for w in scanned[host]), scanned[host]
 
 
 def test_a_node_start_error_fails_the_launch_at_once_with_its_cause(lab, tmp_path: Path) -> None:
