@@ -2,7 +2,7 @@
 
     python scripts/record_bench.py benchmarks/test_counters_bench.py counters
 
-runs ``pytest`` on the file with pytest-benchmark and writes
+runs ``pytest`` on the file (or several files, one run) with pytest-benchmark and writes
 ``benchmarks/results/<name>.json``: the pytest-benchmark report (every case's
 statistics and ``extra_info``) plus a ``rap`` block with the date, the command, the
 machine's cores and memory, and the load average before and after the run. The pages
@@ -33,7 +33,9 @@ def _memory_gib() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("file", help="benchmark file, e.g. benchmarks/test_counters_bench.py")
+    parser.add_argument(
+        "files", nargs="+", help="benchmark file(s), e.g. benchmarks/test_counters_bench.py"
+    )
     parser.add_argument("name", help="results file name, without .json")
     parser.add_argument("--local", action="store_true", help="plain local Ray, no Spark")
     args = parser.parse_args(argv)
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "raw.json"
-        command = [sys.executable, "-m", "pytest", args.file, "-p", "no:cacheprovider"]
+        command = [sys.executable, "-m", "pytest", *args.files, "-p", "no:cacheprovider"]
         command += ["-s", f"--benchmark-json={raw}"]
         done = subprocess.run(command, cwd=ROOT, env=env, check=False)
         if done.returncode != 0:
@@ -50,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads(raw.read_text(encoding="utf-8"))
     report["rap"] = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join(["python", "-m", "pytest", args.file]),
+        "command": " ".join(["python", "-m", "pytest", *args.files]),
         "ray": "plain local Ray (RAP_TEST_RAY=local)" if args.local else "Ray-on-Spark",
+        "settings": {k: env[k] for k in ("RAP_SPARK_EXECUTORS", "RAP_TEST_RAY") if k in env},
         "machine": {
             "logical_cores": os.cpu_count(),
             "memory_total_gib": _memory_gib(),
