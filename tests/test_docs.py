@@ -402,15 +402,18 @@ RESULTS_WRITERS = {
     "agents_latency.json": ["benchmarks/test_agents_bench.py"],
     "agents_figures.json": ["benchmarks/agents_figures.py"],
     "agents_replicas.json": ["benchmarks/agents_replica_table.py"],
+    "hosts.json": [
+        "tests/hosts/conftest.py",
+        "tests/hosts/_driver.py",
+        "tests/hosts/test_launcher_hosts.py",
+    ],
 }
 # Results whose writer changed after the run (mostly API renames in the benchmark code,
 # not what it measures) and that wait for a re-run on a quiet machine. The test fails
 # when one of them is fresh again, so the list cannot outlive the re-run.
 # results.json: workload 5 now measures 2 rounds per engine instead of 5.
-# spark_bridge.json: test_engines_ray_in_spark.py says n_actors= (was pool_size=).
 RERUN_PENDING = {
     "results.json",
-    "spark_bridge.json",
     "trees.json",
     "parameter_servers.json",
     "agents.json",
