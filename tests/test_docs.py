@@ -414,7 +414,6 @@ RESULTS_WRITERS = {
 # results.json: workload 5 now measures 2 rounds per engine instead of 5.
 RERUN_PENDING = {
     "results.json",
-    "parameter_servers.json",
     "agents.json",
     "agents_latency.json",
 }
