@@ -190,7 +190,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         os.environ["RAY_AUTH_TOKEN_PATH"] = state["token_path"]
     elif state.get("auth_mode"):
         os.environ["RAY_AUTH_MODE"] = state["auth_mode"]
+    # Importing the launcher imported Ray, which read RAY_AUTH_* then: from a shell
+    # without them it would connect with authentication off and be refused.
+    from launcher import _internals
     from launcher._cluster import format_status
+
+    _internals.refresh_ray_auth_config()
 
     ray.init(address=state["address"], log_to_driver=False, logging_level=logging.ERROR)
     try:

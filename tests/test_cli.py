@@ -27,8 +27,14 @@ def run_cli(
         text=True,
         timeout=timeout,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        env={**_users_environment(), "PYTHONPATH": str(REPO), **(env or {})},
     )
+
+
+def _users_environment() -> dict[str, str]:
+    """This process's environment without RAY_*: a user's shell has no session cluster's
+    address or token settings (they once hid a `status` that ignored its own)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
 
 
 def test_plan_from_flags_prints_the_explanation() -> None:
