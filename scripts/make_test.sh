@@ -6,9 +6,10 @@
 # for timeouts and restarts), so beside it, in the background, run one after the other:
 # - the multi-host lab (make test-hosts): its hosts have their own network, /tmp and
 #   PIDs, and it mostly waits (Ray takes about a minute to declare a lost host dead);
-# - the launch tests (LAUNCH_TESTS): each starts clusters of its own in driver
-#   subprocesses and never uses the session cluster, and they mostly wait for
-#   processes to start, scale and stop;
+# - the launch tests and the examples (BACKGROUND_TESTS): each launch test starts
+#   clusters of its own in driver subprocesses and mostly waits for processes to
+#   start, scale and stop; the examples run last, on a session cluster of that
+#   pytest process (the main suite is CPU-bound for its last ten minutes alone);
 # - the lowest-versions suite (make test-compat, which first builds .venv-compat):
 #   another embedded cluster, on its own Spark and Ray.
 # Their output is shown when the main suite and the docs build are done.
@@ -21,12 +22,12 @@ set -u
 cd "$(dirname "$0")/.."
 
 BIN=.venv/bin
-# Test files whose clusters are all their own (started in subprocesses): they run in
-# the background chain, not in the main suite.
-LAUNCH_TESTS="tests/test_launcher_teardown.py tests/test_launcher_autoscaling.py
-tests/test_launcher_standalone.py tests/test_cli.py tests/test_wheel.py"
-ignore_launch_tests=()
-for file in $LAUNCH_TESTS; do ignore_launch_tests+=("--ignore=$file"); done
+# Test files that run in the background chain, not in the main suite: the launch tests
+# (their clusters are all their own, started in subprocesses), then the examples.
+BACKGROUND_TESTS="tests/test_launcher_teardown.py tests/test_launcher_autoscaling.py
+tests/test_launcher_standalone.py tests/test_cli.py tests/test_wheel.py tests/test_examples.py"
+ignore_background_tests=()
+for file in $BACKGROUND_TESTS; do ignore_background_tests+=("--ignore=$file"); done
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/rap-make-test.XXXXXX")
 failed=()
 background=""
@@ -47,11 +48,11 @@ setsid bash -c '
     .venv/bin/python -m pytest -m "" --benchmark-disable -p no:cacheprovider $2 \
         >"$1/launches.log" 2>&1; echo $? >"$1/launches.rc"
     make --no-print-directory test-compat >"$1/compat.log" 2>&1; echo $? >"$1/compat.rc"
-' background "$LOGS" "$LAUNCH_TESTS" &
+' background "$LOGS" "$BACKGROUND_TESTS" &
 background=$!
 
 $BIN/python -m pytest -m "" --benchmark-disable --durations=20 --ignore=tests/hosts \
-    "${ignore_launch_tests[@]}" ||
+    "${ignore_background_tests[@]}" ||
     failed+=("main suite")
 
 NO_MKDOCS_2_WARNING=1 $BIN/mkdocs build --strict --quiet || failed+=("docs build")
@@ -61,7 +62,7 @@ background=""
 for part in hosts launches compat; do
     case $part in
         hosts) title="multi-host lab (make test-hosts)" ;;
-        launches) title="launch tests (their own clusters)" ;;
+        launches) title="launch tests and examples" ;;
         compat) title="lowest supported versions (make test-compat)" ;;
     esac
     echo "---- $title ----"
