@@ -99,7 +99,8 @@ def main() -> None:
         # --8<-- [end:crash_run]
         assert os.path.exists(os.path.join(folder, "crashed"))  # it really died once
     assert stats.groups == len(STORES) and stats.rows_in == 30 * len(STORES)
-    assert stats.batches_rerun >= 1
+    # batches_rerun is a lower bound (the process may die before its start report
+    # leaves), so the marker file above, not this count, proves the crash.
 
 
 if __name__ == "__main__":
