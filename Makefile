@@ -102,9 +102,10 @@ test-hosts: check-java $(STAMP) bytecode
 test-compat: check-java $(COMPAT_STAMP) bytecode
 	$(COMPAT_BIN)/python -m pytest -m "" --benchmark-disable -p no:cacheprovider $(COMPAT_TESTS)
 
-# No Java, no Spark: the Ray-only tests on a plain local Ray (a quick inner loop).
+# No Java, no Spark, no fault tests: the Ray-only tests on a plain local Ray (the inner
+# loop; `make test` runs everything).
 test-fast: $(STAMP) bytecode
-	RAP_TEST_RAY=local $(BIN)/python -m pytest -m "not spark and not slow" --benchmark-disable
+	RAP_TEST_RAY=local $(BIN)/python -m pytest -m "not spark and not slow and not fault" --benchmark-disable
 
 # 20 launch/shutdown cycles of the embedded cluster (about 25 minutes): nothing may pile up.
 soak: check-java $(STAMP) bytecode
