@@ -263,6 +263,9 @@ class RayOnSpark:
         self._remote_address: str | None = None
         self._owns_spark = False
         self._nodes_on_this_host = False  # every Ray node on this machine (one logs folder)
+        # The executors' hosts when the cluster became ready: a host lost and back by
+        # shutdown (its executor not yet registered again) still gets its temp root removed.
+        self._hosts_at_start: list[str] = []
         self._state: _hook.LaunchState | None = None
         self._env = EnvironmentChanges()
         self._preexisting_children: set[_processes.ProcessKey] = set()
@@ -348,6 +351,8 @@ class RayOnSpark:
                     f"its fixed waits, so trying again (attempt {attempt + 1} of {START_ATTEMPTS})"
                 )
         self.timings["start_s"] = time.monotonic() - began
+        if not self._nodes_on_this_host and self._spark is not None:
+            self._hosts_at_start = _executor_hosts_or_none(self._spark)
         self._progress.say(f"ready at {self._address} in {self.timings['start_s']:.1f}s")
         return self
 
@@ -420,6 +425,7 @@ class RayOnSpark:
                 self._state = None
                 self._address = None
                 self._remote_address = None
+                self._hosts_at_start = []
                 shutil.rmtree(state.temp_root, ignore_errors=True)
                 self._uninstall_sigterm_handler()
                 _running.discard(self)
@@ -700,7 +706,7 @@ class RayOnSpark:
     def _tidy_executor_hosts(self, temp_root: str) -> None:
         """Remove the temp root Ray's nodes left on other hosts; never fails the shutdown."""
         try:
-            hosts = executor_hosts(self._spark)
+            hosts = sorted({*self._hosts_at_start, *executor_hosts(self._spark)})
             if hosts:
                 left = _tidy.tidy_executor_hosts(self._spark, temp_root, hosts)
                 if left:

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from launcher._spark_info import executor_hosts
+
 __all__ = ["tidy_executor_hosts"]
 
 # A node's starter copies logs and removes its folder within seconds of the job's end.
@@ -74,11 +76,13 @@ def _make_tidy_task(temp_root: str, lock_wait_s: float) -> Callable[[Any], Itera
 def tidy_executor_hosts(spark: Any, temp_root: str, hosts: list[str]) -> dict[str, list[str]]:
     """Remove ``temp_root`` on the executors' ``hosts``; return ``{host: locks still held}``.
 
-    Barrier stages of one task per executor: they start together, one per free
-    executor (Spark offers each executor one task per round). An executor still busy
-    with its Ray node's task when the stage starts is missed, so stages are run again
-    until every host is clean or ``JOB_TIMEOUT_S`` passes (a Spark cluster busy with
-    other work); the hosts not reached are returned with ``["not reached"]``.
+    Barrier stages of one task per registered executor: they start together, one per
+    free executor (Spark offers each executor one task per round). An executor still
+    busy with its Ray node's task when the stage starts is missed, and a host that was
+    lost and came back may have no executor yet (the Spark master re-launches one once
+    the host re-registers), so stages are run again until every host is clean or
+    ``JOB_TIMEOUT_S`` passes (a Spark cluster busy with other work, a host still away);
+    the hosts not reached are returned with ``["not reached"]``.
     """
     import time
 
@@ -88,13 +92,18 @@ def tidy_executor_hosts(spark: Any, temp_root: str, hosts: list[str]) -> dict[st
     wanted = set(hosts)
     clean: set[str] = set()
     held: dict[str, list[str]] = {}
-    for _ in range(MAX_STAGES):
-        for host, locks in _run_stage(sc, group, temp_root, len(hosts), deadline).items():
-            if locks:
-                held[host] = locks
-            else:
-                clean.add(host)
-                held.pop(host, None)
+    stages = 0
+    while stages < MAX_STAGES:
+        registered = executor_hosts(spark)
+        if set(registered) - clean:  # an executor on a host not yet clean: a stage
+            stages += 1
+            stage = _run_stage(sc, group, temp_root, len(registered), deadline)
+            for host, locks in stage.items():
+                if locks:
+                    held[host] = locks
+                else:
+                    clean.add(host)
+                    held.pop(host, None)
         # Every host clean (by name; by count, should Spark name a host differently).
         if wanted <= clean or len(clean) >= len(wanted) or time.monotonic() > deadline:
             break

@@ -67,7 +67,11 @@ def _paths_to_keep() -> list[str]:
     return [str(path) for path in found]
 
 
+WORKER_TIMEOUT_S = 30
+
 _KEEP = _paths_to_keep()
+# What a host's own /tmp holds from the root namespace: the bind mounts of _KEEP there.
+KEPT_IN_TMP = frozenset(Path(p).parts[2] for p in _KEEP if Path(p).parts[:2] == ("/", "tmp"))
 
 # PID 1 of each host's process namespace: mounts the host's own /tmp and /dev/shm,
 # reaps orphans, and on SIGTERM stops every process of the host (its exit then
@@ -366,6 +370,10 @@ class Lab:
                 "SPARK_LOCAL_HOSTNAME": ADDRESSES[host],
                 "SPARK_WORKER_DIR": "/tmp/spark-work",
                 "SPARK_LOCAL_DIRS": "/tmp/spark-local",
+                # A host cut off for WORKER_TIMEOUT_S is dropped by the master (its
+                # executors lost) and re-admitted when it is back, as on a real cluster;
+                # Spark's 60 s default would race Ray's own ~60 s verdict on the host.
+                "SPARK_DAEMON_JAVA_OPTS": f"-Dspark.worker.timeout={WORKER_TIMEOUT_S}",
             }
 
         master = ADDRESSES["master"]

@@ -94,9 +94,14 @@ def parameter_server_across_hosts(ids):
     return {"w": server.pull()["w"].tolist(), "pusher_ips": sorted(pushers)}
 
 
+def victim_of(workers):
+    """The worker node on the highest address (worker3): the host the test cuts off."""
+    return max(workers, key=lambda n: tuple(int(x) for x in n["NodeManagerAddress"].split(".")))
+
+
 def lose_a_host(workers):
     """A restartable counter (RayKVStore) on the last worker host, which the test cuts off."""
-    victim = max(workers, key=lambda n: tuple(int(x) for x in n["NodeManagerAddress"].split(".")))
+    victim = victim_of(workers)
     store = RayKVStore(namespace="hosts-lab")
     counter = Counter(
         store=store,
@@ -128,6 +133,7 @@ def lose_a_host(workers):
     serve_s = time.monotonic() - cut if done else None
     emit(
         stage="loss",
+        victim_ip=victim["NodeManagerAddress"],
         detect_s=detect_s,
         serve_s=serve_s,
         in_flight_result=done[0] if done else None,
@@ -135,6 +141,32 @@ def lose_a_host(workers):
         expected=21,
         restarted_on=counter_node_ip(counter),
     )
+
+
+@ray.remote(num_cpus=1)
+def where_am_i():
+    return ray.util.get_node_ip_address()
+
+
+def node_returns(victim_ip, timeout_s=150):
+    """Once the lost host is back: Ray on Spark starts a Ray node there again (a new
+    Spark task on the host's executor replaces the node Ray declared dead), and a task
+    pinned to it runs."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        back = [n for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == victim_ip]
+        if back:
+            ran_on = ray.get(
+                where_am_i.options(scheduling_strategy=on_node(back[0]["NodeID"])).remote(),
+                timeout=60,
+            )
+            return {
+                "node_back_s": time.monotonic() - began,
+                "alive_workers": count_alive_workers(),
+                "ran_on": ran_on,
+            }
+        time.sleep(0.5)
+    return {"node_back_s": None, "alive_workers": count_alive_workers(), "ran_on": None}
 
 
 def unshared_directory_store(ids):
@@ -521,6 +553,7 @@ def main(master, driver_ip, ready_timeout_s):
             except Exception as error:
                 emit(stage="loss", error=f"{type(error).__name__}: {error}"[:3000])
             sys.stdin.readline()  # the host is back
+            stage("back", node_returns, victim_of(workers)["NodeManagerAddress"])
     except Exception as error:  # the cause chain, for the test's message
         chain, cause = [], error
         while cause is not None:

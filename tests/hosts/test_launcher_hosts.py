@@ -91,7 +91,7 @@ class Launch:
             assert self.proc.stdin is not None
             self.proc.stdin.write("\n")
             self.proc.stdin.flush()
-        event = self.wait_for("down", 120)
+        event = self.wait_for("down", 300)  # after "back" (up to 150 s) when not yet run
         self.proc.wait(timeout=60)
         return event
 
@@ -322,6 +322,27 @@ def test_a_lost_host_loses_no_acknowledged_increment_and_nothing_hangs(launch) -
     assert got["restarted_on"] in [M.ADDRESSES[h] for h in ("worker1", "worker2", "driver")]
 
 
+def test_the_lost_host_back_runs_a_ray_node_again(launch) -> None:
+    """Spark's master dropped worker3 while it was away (the lab's worker timeout) and
+    re-admits it; Ray on Spark starts a node there again, and a task pinned to it runs."""
+    launch.wait_for("loss", 260)
+    assert launch.proc.stdin is not None
+    launch.proc.stdin.write("\n")  # the host is back
+    launch.proc.stdin.flush()
+    back = launch.wait_for("back", 240)
+    assert "error" not in back, back
+    FIGURES["host_back_node_s"] = round(back["node_back_s"], 1) if back["node_back_s"] else None
+    master_log = (launch.lab.logs / "master.log").read_text(errors="replace")
+    dropped = [
+        line
+        for line in master_log.splitlines()
+        if "Removing worker" in line and M.ADDRESSES["worker3"] in line
+    ]
+    assert dropped, master_log[-3000:]
+    assert back["ran_on"] == M.ADDRESSES["worker3"], back
+    assert back["alive_workers"] == 3, back
+
+
 def _cmdline(process: psutil.Process) -> list[str]:
     """A running process's command line; [] for one already gone (a zombie is not running)."""
     try:
@@ -331,8 +352,14 @@ def _cmdline(process: psutil.Process) -> list[str]:
 
 
 def _leftovers(lab, host: str) -> list[str]:
+    """A launch's folders and lock files in the host's own /tmp (not a checkout or venv
+    under /tmp that the lab binds there, e.g. a clone named rap-*)."""
     tmp = lab.host_path(host, "/tmp")
-    return sorted(p.name for p in tmp.iterdir() if p.name.startswith(("rap-", "ray-")))
+    return sorted(
+        p.name
+        for p in tmp.iterdir()
+        if p.name.startswith(("rap-", "ray-")) and p.name not in M.KEPT_IN_TMP
+    )
 
 
 def test_no_process_of_the_launch_is_left_on_any_host(launch) -> None:
@@ -361,9 +388,11 @@ def test_no_temp_folder_or_lock_file_is_left_on_a_worker_host(launch) -> None:
     """Failed before: Ray's node starter left <temp root>/ray-<port>-<id>.lock and the
     temp root itself on every worker host; the launcher's shutdown now removes them."""
     launch.finish()
+    said = [line for line in launch.tail().splitlines() if "on the executors' hosts" in line or
+            "on these hosts" in line]  # fmt: skip
     assert {host: _leftovers(launch.lab, host) for host in M.WORKERS} == {
         host: [] for host in M.WORKERS
-    }
+    }, said
 
 
 def test_after_shutdown_the_token_is_in_no_file_on_any_host(launch) -> None:
