@@ -79,7 +79,12 @@ def test_every_public_facade_is_an_actor_facade_with_a_case() -> None:
         assert name in covered, f"{name} has no contract case in tests/contract_cases/"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+@pytest.mark.parametrize(
+    "case",
+    # A case that needs Spark carries the `spark` mark: `make test-fast` deselects it.
+    [pytest.param(case, marks=[pytest.mark.spark] if case.needs_spark else []) for case in CASES],
+    ids=[case.id for case in CASES],
+)
 def test_facade_contract(case: ContractCase, ray_cluster: dict) -> None:
     if case.needs_spark and ray_cluster["launcher"] is None:
         pytest.fail(f"{case.id} needs the Ray-on-Spark cluster; unset RAP_TEST_RAY")

@@ -36,5 +36,5 @@ class ContractCase:
     bad_arguments: Sequence[tuple[Callable[[], Any], type[Exception]]] = field(default=())
     poison: Callable[[Any, float | None], Any] | None = None
     attach: Callable[[Any], Any] | None = None
-    hang_timeout_s: float = 2.0
+    hang_timeout_s: float = 1.0
     needs_spark: bool = False
