@@ -95,8 +95,10 @@ test: check-java $(STAMP) bytecode
 
 # The simulated multi-host lab (root): a pytest process of its own, beside the main suite,
 # so its SIGTERM handler and namespaces never share a session with the other tests.
+# --benchmark-disable: its JVMs run light, as the main suite's (conftest.py); a run that
+# records benchmarks/results/hosts.json (RAP_HOSTS_RESULTS) leaves the JVM defaults.
 test-hosts: check-java $(STAMP) bytecode
-	$(BIN)/python -m pytest -m "" -p no:cacheprovider tests/hosts
+	$(BIN)/python -m pytest -m "" --benchmark-disable -p no:cacheprovider tests/hosts
 
 # The lowest supported Ray and PySpark 3.5 (requirements/compat.txt) on COMPAT_TESTS.
 test-compat: check-java $(COMPAT_STAMP) bytecode

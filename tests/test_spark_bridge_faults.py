@@ -41,6 +41,7 @@ from patterns import (
     CallTimeoutError,
     PatternError,
     actor_for_key,
+    map_batches_with_actors,
     map_groups_with_actors,
 )
 from patterns._calls import MAX_TASK_RETRIES
@@ -194,11 +195,44 @@ def test_a_poison_group_ends_the_run_with_actor_lost_and_the_pool_serves_on(
         assert error.actor == actor_for_key((POISON_GROUP,), 2)
         assert str(error).startswith("BridgePool (actor ")  # the pool, then the call
         assert f"run_groups of key ('{POISON_GROUP}',) lost actor {error.actor}" in str(error)
-        assert f"on every attempt ({1 + MAX_TASK_RETRIES})" in str(error)
+        assert f"on every attempt ({2 + MAX_TASK_RETRIES})" in str(error)
         # The restarted actors serve the next run (without the poison group).
         clean = frame.where(f"g != '{POISON_GROUP}'")
         out = map_groups_with_actors(clean, "g", pool, output_schema=schema).toPandas()
     assert sorted(out["g"]) == [g for g in reference.index if g != POISON_GROUP]
+
+
+class SlowOrPoison:
+    """Batch ``v == 0`` takes a while; batch ``v == 1`` kills the process after a moment."""
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        if batch["v"].iloc[0] == 1:
+            time.sleep(0.3)  # the slow batch is running beside this one by now
+            os._exit(1)
+        time.sleep(1.5)
+        return batch
+
+
+def test_a_call_that_died_beside_a_poison_call_runs_and_the_poison_call_is_named(
+    table: tuple[Any, pd.DataFrame],
+) -> None:
+    """Failed before: a call sharing the actor with a poison call dies at each of its
+    crashes, so Ray's re-sends of both run out together, and the run named whichever
+    its sender collected first (here the innocent call, sent first). Now a lost call is
+    sent once more before it is named: the innocent one runs, the poison one crashes
+    its actor again and is named."""
+    spark = table[0].sparkSession
+    frame = spark.createDataFrame([(0,), (1,)], "v long").coalesce(1)
+    with pytest.raises(BridgeActorLostError) as info:
+        map_batches_with_actors(
+            frame, SlowOrPoison, output_schema="v long", n_actors=1, batch_size=1,
+            max_in_flight=2, transport="driver",
+            # Two calls at once on the one actor: the slow one dies with the poison one.
+            actor_options={"num_cpus": 0.25, "max_concurrency": 2},
+        )  # fmt: skip
+    error = info.value
+    assert error.key == "partition 0, batch 1 (rows 1-1)", str(error)
+    assert f"on every attempt ({2 + MAX_TASK_RETRIES})" in str(error)
 
 
 class Stuck:

@@ -21,7 +21,9 @@ What it promises:
   restarted by Ray and the calls it had are sent again; the run completes with every
   row once, and `BridgeStats` counts each batch once however often it was retried.
   A batch that kills its actor on every attempt (a poison batch) stops the run after
-  ``MAX_TASK_RETRIES`` re-sends with `BridgeActorLostError` (an ``ActorLostError``).
+  Ray's ``MAX_TASK_RETRIES`` re-sends and one more by the bridge (which lets a call
+  that only queued behind a poison call run) with `BridgeActorLostError` (an
+  ``ActorLostError``).
 - **Bounded waits.** Every wait of a sender is bounded by the run's ``timeout``: an
   actor alive but stuck stops the run with ``CallTimeoutError``, never a hang. Every
   error of the bridge is a ``PatternError``.
@@ -675,7 +677,8 @@ def map_batches_with_actors(
             actor, the remote error); `BridgeSchemaError` if its result did not match
             ``output_schema``.
         BridgeActorLostError: A batch crashed its actor on every attempt (a poison
-            batch: Ray re-sends a killed actor's calls ``MAX_TASK_RETRIES`` times).
+            batch: Ray re-sends a killed actor's calls ``MAX_TASK_RETRIES`` times,
+            the bridge once more).
         CallTimeoutError: An actor sent no reply within ``timeout``.
         BridgeError: The pool could not start.
         FacadeClosedError: The `BridgePool` given is closed.
@@ -802,7 +805,8 @@ def map_groups_with_actors(
         BridgeBatchError: A group failed on its actor (its key, the actor, the remote
             error); `BridgeSchemaError` if its result did not match ``output_schema``.
         BridgeActorLostError: A batch crashed its actor on every attempt (a poison
-            batch: Ray re-sends a killed actor's calls ``MAX_TASK_RETRIES`` times).
+            batch: Ray re-sends a killed actor's calls ``MAX_TASK_RETRIES`` times,
+            the bridge once more).
         CallTimeoutError: An actor sent no reply within ``timeout``.
         BridgeError: The pool could not start.
         FacadeClosedError: The `BridgePool` given is closed.

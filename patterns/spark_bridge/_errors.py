@@ -191,8 +191,9 @@ class BridgeActorLostError(BridgeBatchError, ActorLostError):
     """A batch (or group) crashed its pool actor on every attempt: a poison batch.
 
     Ray re-sends the call of a killed pool actor to the restarted actor at most
-    ``MAX_TASK_RETRIES`` (3) times; a batch that kills its actor every time (an
-    out-of-memory on one input, a native crash) then fails with this error, which
+    ``MAX_TASK_RETRIES`` (3) times, and the bridge sends it once more (a call that only
+    queued behind a crashing one then runs); a batch that kills its actor every time
+    (an out-of-memory on one input, a native crash) then fails with this error, which
     names the pool, the actor, the method and Ray's cause. The restarted actor
     serves the other batches. Also an `patterns.errors.ActorLostError`.
 
@@ -200,18 +201,18 @@ class BridgeActorLostError(BridgeBatchError, ActorLostError):
         >>> error = BridgeActorLostError.lost(
         ...     "partition 0, batch 0 (rows 0-9)", who="BridgePool 'scores'", actor=1,
         ...     method="run_batch", cause="ActorDiedError: the actor died unexpectedly",
-        ...     attempts=4,
+        ...     attempts=5,
         ... )
         >>> print(error)  # doctest: +NORMALIZE_WHITESPACE
         BridgePool 'scores': run_batch of partition 0, batch 0 (rows 0-9) lost actor 1 on
-        every attempt (4): ActorDiedError: the actor died unexpectedly
+        every attempt (5): ActorDiedError: the actor died unexpectedly
         >>> isinstance(error, ActorLostError), error.actor
         (True, 1)
     """
 
     @classmethod
     def lost(
-        cls, key: object, *, who: str, actor: int, method: str, cause: str, attempts: int = 4
+        cls, key: object, *, who: str, actor: int, method: str, cause: str, attempts: int = 5
     ) -> BridgeActorLostError:
         """The error for ``key`` whose call crashed ``actor`` until Ray gave up.
 
@@ -221,7 +222,8 @@ class BridgeActorLostError(BridgeBatchError, ActorLostError):
             actor: The pool actor's index.
             method: The actor method (``run_batch`` or ``run_groups``).
             cause: Ray's error, one line.
-            attempts: How many times the call was sent (1 + ``max_task_retries``).
+            attempts: How many times the call was sent (1 + ``max_task_retries``, + 1
+                when the bridge sent it once more).
 
         Returns:
             A `BridgeActorLostError` naming the pool, the actor, the method and the cause.

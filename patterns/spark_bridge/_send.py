@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,12 @@ from ray.actor import ActorHandle
 from patterns._calls import DEFAULT_TIMEOUT_S
 from patterns.errors import CallTimeoutError
 from patterns.spark_bridge._dispatch import Dispatcher, Finished
-from patterns.spark_bridge._errors import BridgeActorLostError, BridgeBatchError, BridgeError
+from patterns.spark_bridge._errors import (
+    BridgeActorLostError,
+    BridgeBatchError,
+    BridgeError,
+    describe_key,
+)
 from patterns.spark_bridge._keys import GroupPacker, rebatch
 from patterns.spark_bridge._ledger import Done
 from patterns.spark_bridge._pool import PoolSpec
@@ -152,14 +157,53 @@ def _timeout_record(error: CallTimeoutError) -> dict[str, Any]:
     return {"message": str(error), "key": None, "actor": None, "timeout": True}
 
 
-def _result(finished: Finished[Call], ledger: Any, plan: RunPlan, method: str) -> pa.Table:
-    """The result table of a finished call, or the call's failure as a BridgeBatchError."""
+def _result(
+    finished: Finished[Call],
+    ledger: Any,
+    plan: RunPlan,
+    method: str,
+    resend: Callable[[], Any] | None = None,
+) -> pa.Table:
+    """The result table of a finished call, or the call's failure as a BridgeBatchError.
+
+    ``resend`` sends the call again to the same actor: a call Ray gave up on after its
+    re-sends is sent once more before it is named a poison call (see below).
+    """
     from ray.exceptions import RayActorError, RayTaskError
 
     call = finished.meta
     try:
         table: pa.Table = ray.get(finished.pending)
         return table
+    except RayActorError as exc:
+        if plan.retries <= 0 or resend is None:
+            raise _lost(finished, ledger, plan, method, exc) from exc
+        # Calls queued on an actor die with it when another call crashes it, and Ray
+        # re-sends them all: a call queued behind a poison call can use up its re-sends
+        # at the poison call's crashes. Once more, queued behind no crash of its own
+        # making: an innocent call now runs, a poison call crashes its actor again.
+        from ray.exceptions import GetTimeoutError
+
+        # The actor restarts first: its start-up may take as long as the first reply.
+        bound = None if plan.timeout is None else plan.timeout + plan.startup_s
+        try:
+            table = ray.get(resend(), timeout=bound)
+            return table
+        except RayActorError as again:
+            raise _lost(finished, ledger, plan, method, again, resent=True) from again
+        except GetTimeoutError:
+            msg = (
+                f"{plan.who}: {method} of {describe_key(call.key)} got no reply within "
+                f"{bound:g} s from actor {finished.actor} when sent again after its actor "
+                "was lost (raise timeout=, or None for no bound)"
+            )
+            raise CallTimeoutError(msg) from None
+        except RayTaskError as again:
+            if isinstance(again.cause, BridgeBatchError):
+                cause = again.cause
+                ray.get(ledger.fail(_failure_record(cause)), timeout=LEDGER_TIMEOUT_S)
+                raise cause.with_traceback(None) from None
+            raise
     except RayTaskError as exc:
         cause = exc.cause
         if isinstance(cause, BridgeBatchError):
@@ -168,26 +212,38 @@ def _result(finished: Finished[Call], ledger: Any, plan: RunPlan, method: str) -
             ray.get(ledger.fail(_failure_record(cause)), timeout=LEDGER_TIMEOUT_S)
             raise cause.with_traceback(None) from None
         raise
-    except RayActorError as exc:
-        # The actor died and Ray's re-sends are used up (or it cannot restart). After
-        # re-sends (max_task_retries > 0) the call crashed its actor every time: a poison
-        # batch, which stops the run (a Spark task retry would only crash it again).
-        # Without re-sends a single crash got here: a Spark task retry may still
-        # succeed, so it is only "trouble" for the ledger.
-        error = BridgeActorLostError.lost(
-            call.key,
-            who=plan.who,
-            actor=finished.actor,
-            method=method,
-            cause=f"{type(exc).__name__}: {_first_line(str(exc))}",
-            attempts=1 + max(plan.retries, 0),
-        )
-        report = ledger.fail if plan.retries > 0 else ledger.trouble
-        try:
-            ray.get(report(_failure_record(error)), timeout=LEDGER_TIMEOUT_S)
-        except Exception:  # the ledger is gone too: the error below still says what failed
-            pass
-        raise error from exc
+
+
+def _lost(
+    finished: Finished[Call],
+    ledger: Any,
+    plan: RunPlan,
+    method: str,
+    exc: Exception,
+    *,
+    resent: bool = False,
+) -> BridgeActorLostError:
+    """The actor died and Ray's re-sends are used up (or it cannot restart).
+
+    After re-sends (max_task_retries > 0, and the call sent once more) the call crashed
+    its actor every time: a poison batch, which stops the run (a Spark task retry would
+    only crash it again). Without re-sends a single crash got here: a Spark task retry
+    may still succeed, so it is only "trouble" for the ledger.
+    """
+    error = BridgeActorLostError.lost(
+        finished.meta.key,
+        who=plan.who,
+        actor=finished.actor,
+        method=method,
+        cause=f"{type(exc).__name__}: {_first_line(str(exc))}",
+        attempts=1 + max(plan.retries, 0) + int(resent),
+    )
+    report = ledger.fail if plan.retries > 0 else ledger.trouble
+    try:
+        ray.get(report(_failure_record(error)), timeout=LEDGER_TIMEOUT_S)
+    except Exception:  # the ledger is gone too: the error raised still says what failed
+        pass
+    return error
 
 
 def _first_line(text: str) -> str:
@@ -227,8 +283,17 @@ def send_all(
     reports = _Reports(ledger, connected=connected)
     run = (plan.spec.ledger_ref, plan.target)  # every call names its run (see PoolActor)
 
+    arguments: dict[str, tuple[Any, ...]] = {}  # of the calls in flight, by batch id
+
     def collect(finished: Finished[Call]) -> pa.Table:
-        table = _result(finished, ledger, plan, method)
+        args = arguments.pop(finished.meta.batch)
+
+        def resend() -> Any:
+            # No re-sends of the re-send: a poison call crashes its actor once more only.
+            call_again = getattr(actors[finished.actor], method).options(max_task_retries=0)
+            return call_again.remote(*run, *args)
+
+        table = _result(finished, ledger, plan, method, resend)
         call = finished.meta
         done = Done(call.batch, finished.actor, call.rows, table.num_rows, call.groups)
         reports.add(done, max(dispatcher.peak_in_flight))
@@ -239,6 +304,8 @@ def send_all(
 
             def send(chosen: int, args: tuple[Any, ...] = args) -> Any:
                 return getattr(actors[chosen], method).remote(*run, *args)
+
+            arguments[call.batch] = args
 
             for finished in dispatcher.send(actor, send, call):
                 yield collect(finished)
