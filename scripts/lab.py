@@ -304,8 +304,14 @@ class Lab:
         tied_to_parent: bool = True,
         **kwargs,
     ) -> subprocess.Popen:
-        """Start ``command`` on ``host`` with exactly ``env`` (plus a plain system PATH)."""
-        full_env = {"PATH": SYSTEM_PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
+        """Start ``command`` on ``host`` with exactly ``env`` (plus a plain system PATH).
+
+        The JVM options of the process that built the lab (``JDK_JAVA_OPTIONS``: `make
+        test` runs its JVMs C1-only with the serial collector) reach every host too, as
+        a cluster image's settings would.
+        """
+        jvm = {k: os.environ[k] for k in ("JDK_JAVA_OPTIONS",) if k in os.environ}
+        full_env = {"PATH": SYSTEM_PATH, "HOME": "/root", "LANG": "C.UTF-8", **jvm, **(env or {})}
         argv = [
             "nsenter", "--target", str(self.inits[host]),
             "--net", "--mount", "--pid", "--uts", "--",

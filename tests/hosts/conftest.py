@@ -91,6 +91,8 @@ def _write_figures() -> None:
     if target:
         figures = {
             "machine": {"cores": os.cpu_count()},
+            # None: the JVMs' defaults, as users run them (`make test` runs them light).
+            "jvm_options": os.environ.get("JDK_JAVA_OPTIONS"),
             "source": "RAP_HOSTS_RESULTS=<this file> pytest tests/hosts (one lab, one launch)",
             "seconds": FIGURES,
         }
