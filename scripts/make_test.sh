@@ -6,10 +6,10 @@
 # for timeouts and restarts), so beside it, in the background, run one after the other:
 # - the multi-host lab (make test-hosts): its hosts have their own network, /tmp and
 #   PIDs, and it mostly waits (Ray takes about a minute to declare a lost host dead);
-# - the launch tests and the examples (BACKGROUND_TESTS): each launch test starts
-#   clusters of its own in driver subprocesses and mostly waits for processes to
-#   start, scale and stop; the examples run last, on a session cluster of that
-#   pytest process (the main suite is CPU-bound for its last ten minutes alone);
+# - the launch tests, the agents' fault tests and the examples (BACKGROUND_TESTS):
+#   each launch test starts clusters of its own in driver subprocesses and mostly
+#   waits for processes to start, scale and stop; the fault tests and the examples
+#   run last, on a session cluster of that pytest process;
 # - the lowest-versions suite (make test-compat, which first builds .venv-compat):
 #   another embedded cluster, on its own Spark and Ray.
 # Their output is shown when the main suite and the docs build are done.
@@ -23,11 +23,14 @@ cd "$(dirname "$0")/.."
 
 BIN=.venv/bin
 # Test files that run in the background chain, not in the main suite: the launch tests
-# (their clusters are all their own, started in subprocesses), then the examples.
-# (The demo's tour stays in the main suite: moved here, it made this chain the longer
-# part of `make test`.)
+# (their clusters are all their own, started in subprocesses), then the agents' fault
+# tests and the examples, on a session cluster of that pytest process. The fault tests
+# mostly wait (for crashes, restarts and timeouts): here they shorten the main suite,
+# which is the longer part, by about as much as they lengthen this chain. (The demo's
+# tour, moved here too once, made this chain the longer part.)
 BACKGROUND_TESTS="tests/test_launcher_teardown.py tests/test_launcher_autoscaling.py
-tests/test_launcher_standalone.py tests/test_cli.py tests/test_wheel.py tests/test_examples.py"
+tests/test_launcher_standalone.py tests/test_cli.py tests/test_wheel.py
+tests/test_agents_faults.py tests/test_examples.py"
 ignore_background_tests=()
 for file in $BACKGROUND_TESTS; do ignore_background_tests+=("--ignore=$file"); done
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/rap-make-test.XXXXXX")
