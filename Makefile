@@ -85,12 +85,10 @@ docs-build: $(STAMP)
 
 # Everything that must pass: lint and format, types, unit + integration + fault tests,
 # examples, benchmarks in smoke mode (correctness only, no timing), strict docs build.
-# scripts/make_test.sh runs the main suite, with the multi-host lab and then the
-# lowest-versions suite beside it (each part runs; any failure fails the target).
+# scripts/make_test.sh runs lint and types, then the main suite, with the multi-host lab,
+# the launch tests and the lowest-versions suite beside them (each part runs; any failure
+# fails the target).
 test: check-java $(STAMP) bytecode
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
 	@scripts/make_test.sh
 
 # The simulated multi-host lab (root): a pytest process of its own, beside the main suite,
