@@ -105,6 +105,18 @@ def _count_after_snapshot(tree: Supervisor, sub: str, leaf: str, n: int) -> int:
     return int(value)
 
 
+def _saved_count(store: DirectoryStore, path: str) -> int | None:
+    """The count in the newest snapshot of the child at ``path`` (its key ends with it)."""
+    from urllib.parse import unquote
+
+    for folder in store.path.iterdir():
+        key = unquote(folder.name)
+        if folder.is_dir() and key.endswith(f"/{path}"):
+            checkpoint = store.load(key)
+            return None if checkpoint is None else int(checkpoint.state["count"])
+    return None
+
+
 def _kill_leaf_and_wait(
     tree: Supervisor, sub: str, victim: str, names: list[str], changed: set[str]
 ) -> dict[str, int]:
@@ -314,14 +326,18 @@ def test_poison_calls_in_a_row_exhaust_the_intensity_and_the_supervisor_gives_up
 def test_kill_crashes_the_root_and_ray_brings_the_tree_back_from_the_store(
     ray_cluster: dict, tmp_path: Path
 ) -> None:
+    store = DirectoryStore(tmp_path)
     with Supervisor(
         [SupervisorSpec("team", _leaves("a")), *_leaves("b")],
-        store=DirectoryStore(tmp_path),
+        store=store,
         health_check_interval_s=INTERVAL,
         health_check_timeout_s=PATIENT,
         timeout=TIMEOUT,
     ) as sup:
         saved = _count_after_snapshot(sup, "team", "a", 4)
+        # The snapshot is taken at a health check: on a busy machine three intervals
+        # may not hold one, so wait until the store has it.
+        wait_until(lambda: _saved_count(store, "team/a") == saved, "team/a's snapshot saved")
         # A poison call two levels down: reported through the middle supervisor, the
         # leaf restarts from its snapshot and serves the next call.
         with pytest.raises(ActorLostError, match=r"call\('team/a', 'explode'\)"):

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import ray
 from ray.actor import ActorHandle
@@ -199,19 +199,22 @@ def _result(
             )
             raise CallTimeoutError(msg) from None
         except RayTaskError as again:
-            if isinstance(again.cause, BridgeBatchError):
-                cause = again.cause
-                ray.get(ledger.fail(_failure_record(cause)), timeout=LEDGER_TIMEOUT_S)
-                raise cause.with_traceback(None) from None
-            raise
+            _raise_batch_error(again, ledger)
     except RayTaskError as exc:
-        cause = exc.cause
-        if isinstance(cause, BridgeBatchError):
-            # The batch's own error (the user's code, or a result of the wrong shape):
-            # retrying cannot help, so the run stops here.
-            ray.get(ledger.fail(_failure_record(cause)), timeout=LEDGER_TIMEOUT_S)
-            raise cause.with_traceback(None) from None
-        raise
+        _raise_batch_error(exc, ledger)
+
+
+def _raise_batch_error(exc: Exception, ledger: Any) -> NoReturn:
+    """Raise a failed call's error; the batch's own error is recorded first.
+
+    The batch's own error (the user's code, or a result of the wrong shape): retrying
+    cannot help, so the run stops here.
+    """
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BridgeBatchError):
+        ray.get(ledger.fail(_failure_record(cause)), timeout=LEDGER_TIMEOUT_S)
+        raise cause.with_traceback(None) from None
+    raise exc
 
 
 def _lost(
